@@ -1,0 +1,79 @@
+"""Batch plumbing shared by the commands: inputs, output paths, the per-file loop with failures collected."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .data.io import is_image_file, list_images_or_fail
+from .errors import InputError, UsageError
+
+FORMATS = ("png", "jpg", "same")
+
+
+def collect_inputs(inputs: list[Path], recursive: bool = False) -> tuple[list[Path], Path | None]:
+    """Files from folders, single files, or '-' (one path per line on stdin). Returns (files, base folder)."""
+    files: list[Path] = []
+    base: Path | None = None
+    for src in inputs:
+        if str(src) == "-":
+            files += [Path(line.strip()) for line in sys.stdin if line.strip()]
+        elif src.is_dir():
+            files += list_images_or_fail(src, recursive)
+            base = src if base is None else base
+        elif src.exists():
+            files.append(src)
+        else:
+            raise InputError(f"{src}: no such file or folder")
+    if len(inputs) != 1 or not inputs[0].is_dir():
+        base = None
+    if not files:
+        raise InputError(f"no input images found in {', '.join(map(str, inputs))}")
+    return files, base
+
+
+def output_path(out_dir: Path, name: str, source: Path, fmt: str = "png", suffix: str = "") -> Path:
+    ext = source.suffix.lower() if fmt == "same" else "." + fmt
+    return out_dir / f"{name}{suffix}{ext}"
+
+
+def refuse_overwriting_inputs(out_dir: Path, input_dirs: Iterable[Path | None]) -> None:
+    out = out_dir.resolve()
+    for d in input_dirs:
+        if d is not None and d.exists() and d.resolve() == out:
+            raise UsageError(f"refusing to write into the input folder {d}; choose another -o/--out")
+
+
+@dataclass
+class BatchReport:
+    done: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+def run_batch(items: list, work: Callable, describe: Callable, progress, warn: Callable[[str], None], label: str) -> BatchReport:
+    """Call ``work(item)`` for each item; it returns True (done) or False (skipped). Errors are collected."""
+    from .errors import SrinError
+
+    report = BatchReport()
+    task = progress.add_task(label, total=len(items))
+    for item in items:
+        name = describe(item)
+        try:
+            if getattr(item, "error", None):
+                raise InputError(item.error)
+            if work(item):
+                report.done += 1
+            else:
+                report.skipped += 1
+        except (SrinError, ValueError, OSError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            report.failures.append((name, msg))
+            warn(f"[yellow]failed[/] {name}: {msg}")
+        progress.update(task, advance=1)
+    return report

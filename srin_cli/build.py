@@ -1,0 +1,105 @@
+"""Builders, the registry of shipped models, and self-describing checkpoints.
+
+A checkpoint is a plain dict ``{format, version, srin_version, config, state_dict, summary}`` that
+loads with ``torch.load(..., weights_only=True)``: nothing in it can run code, and loading rebuilds the
+architecture from ``config`` with no flags repeated.
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import CheckpointError
+from .modeling.norms import NORMS
+from .modeling.unet import HarmonizationUNet, UNetConfig
+
+CHECKPOINT_FORMAT = "srin-checkpoint"
+CHECKPOINT_VERSION = 1
+
+# shipped models: name -> file inside srin_cli/models
+MODEL_REGISTRY: dict[str, str] = {"default": "srin_default.pt"}
+
+
+def build_model(norm: str = "srin", **overrides) -> HarmonizationUNet:
+    if norm not in NORMS:
+        raise ValueError(f"unknown normalization {norm!r}; choose one of {', '.join(NORMS)}")
+    return HarmonizationUNet(UNetConfig(norm=norm, **overrides))
+
+
+def model_from_config(config: dict) -> HarmonizationUNet:
+    return HarmonizationUNet(UNetConfig.from_dict(config))
+
+
+def save_checkpoint(path: str | os.PathLike, model: HarmonizationUNet, summary: dict | None = None, extra: dict | None = None) -> None:
+    """Write atomically (temp file + rename) so a kill never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "srin_version": __version__,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "summary": summary or {},
+    }
+    if extra:
+        payload.update(extra)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict safely (weights_only); one-line CheckpointError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types; all mean "refuse this file"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"refusing to load {path}: not a weights-only srin checkpoint ({first[:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a srin checkpoint (no '{CHECKPOINT_FORMAT}' header)")
+    if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer srin (checkpoint version {payload['version']})")
+    return payload
+
+
+def load_model(path: str | os.PathLike) -> tuple[HarmonizationUNet, dict]:
+    payload = read_checkpoint(path)
+    try:
+        model = model_from_config(payload["config"])
+        model.load_state_dict(payload["state_dict"])
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path}: checkpoint does not match its config ({str(exc).splitlines()[0][:200]})") from None
+    model.eval()
+    return model, payload
+
+
+def shipped_model_path(name: str) -> Path:
+    if name not in MODEL_REGISTRY:
+        raise CheckpointError(f"unknown model {name!r}; shipped models: {', '.join(MODEL_REGISTRY)}")
+    path = Path(str(resources.files("srin_cli") / "models" / MODEL_REGISTRY[name]))
+    if not path.is_file():
+        raise CheckpointError(f"shipped model {name!r} is missing from the installation ({path})")
+    return path
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def gflops(model: HarmonizationUNet, size: int = 256) -> float:
+    """Forward GFLOPs (2 x multiply-adds) for one size x size image, counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    s = model.config.semantic_channels
+    x, m, sem = torch.rand(1, 3, size, size), torch.rand(1, 1, size, size), torch.rand(1, s, size, size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, m, sem)
+    return counter.get_total_flops() / 1e9

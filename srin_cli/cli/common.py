@@ -1,0 +1,72 @@
+"""Shared CLI pieces: consoles, progress, device choice, error handling. Nothing heavy is imported here."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from enum import Enum
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True, highlight=False)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def resolve_device(device: Device | str) -> str:
+    import torch
+
+    name = device.value if isinstance(device, Device) else device
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda was asked for but no CUDA device is available (use --device auto or cpu)")
+    return name
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handled_errors():
+    """Turn srin's own errors (and a few common ones) into one line on stderr + an exit code."""
+    from ..errors import SrinError
+
+    try:
+        yield
+    except SrinError as exc:
+        fail(str(exc), exc.exit_code)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        fail(f"{exc.strerror or type(exc).__name__}: {exc.filename}")
+    except ValueError as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else "invalid value")
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130)
+
+
+def make_progress(quiet: bool = False):
+    """Rich progress on stderr, shown only when stderr is a terminal (never in pipes, logs or CI)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or not sys.stderr.isatty(),
+        transient=False,
+    )
+
+
+def env_or(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)

@@ -1,0 +1,121 @@
+"""srin evaluate: score predictions (or a model / method run on the spot) against real images."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import Device, err_console, handled_errors, make_progress, resolve_device
+from .options import MODEL, DeviceOpt, QuietOpt
+
+PER_IMAGE_FIELDS = ["name", "mse", "fmse", "psnr", "fpsnr", "fg_ratio"]
+SUMMARY_FIELDS = ["subset", "count", "mse", "fmse", "psnr", "fpsnr"]
+
+
+def write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    tmp.replace(path)
+
+
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="Paired folder: composite_images/, masks/, real_images/.")],
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", "-p", help="Folder of harmonized images named like the composites. Without it, --method runs on the composites here.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for per_image.csv and summary.csv.")] = Path("evaluation"),
+    method: Annotated[str, typer.Option(help="model, identity, lab or histogram (when no --predictions).", rich_help_panel=MODEL)] = "model",
+    model: Annotated[str, typer.Option(help="Shipped model name.", rich_help_panel=MODEL)] = "default",
+    checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint (overrides --model).", rich_help_panel=MODEL)] = None,
+    maps: Annotated[Optional[Path], typer.Option("--maps", help="Semantic maps folder (read; missing maps computed and saved).")] = None,
+    size: Annotated[int, typer.Option(min=0, help="Score at SIZE x SIZE (iHarmony4: 256); 0 scores at the real image's size.")] = 256,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N pairs.")] = None,
+    device: DeviceOpt = Device.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score harmonized images against the real ones: per_image.csv and summary.csv.
+
+    per_image.csv: name, MSE, fMSE, PSNR, fPSNR, foreground ratio. summary.csv: means overall and per
+    foreground-ratio bin (0-5 %, 5-15 %, 15-100 %). 0-255 scale; fMSE = foreground squared error / (3 x fg pixels).
+    """
+    with handled_errors():
+        import numpy as np
+
+        from ..batch import run_batch
+        from ..data.io import read_image, read_labels, read_mask, write_labels
+        from ..data.pairing import FolderIndex, dataset_layout, list_images, pair_items
+        from ..harmonizer import make_method
+        from ..metrics import resize_for_scoring, score, summarize
+
+        layout = dataset_layout(dataset)
+        if "real_images" not in layout or "composite_images" not in layout:
+            raise ValueError(f"{dataset}: evaluation needs composite_images/, masks/ and real_images/")
+        comps = list_images(layout["composite_images"])[:limit]
+        items = pair_items(comps, layout["composite_images"], layout["masks"], layout["real_images"])
+        unscored = [i for i in items if i.real is None and i.mask is not None]  # no ground truth: nothing to score
+        items = [i for i in items if not (i.real is None and i.mask is not None)]
+        run = None
+        seg = None
+        if predictions is None:
+            from ..segmentation import create_segmenter
+
+            seg = create_segmenter("felzenszwalb")
+            run = make_method(method, model, checkpoint, resolve_device(device), seg)
+        elif not predictions.is_dir():
+            raise FileNotFoundError(2, "predictions folder not found", str(predictions))
+        pred_index = FolderIndex(predictions) if predictions else None
+        rows: list[dict] = []
+        s = size or None
+
+        def work(item) -> bool:
+            real = read_image(item.real)
+            mask = read_mask(item.mask, real.shape[:2])
+            if run is None:
+                pred_path = pred_index.find(Path(item.name).parent, [Path(item.name).name])
+                if pred_path is None:
+                    raise FileNotFoundError(2, "no prediction", str(predictions / item.name))
+                pred = read_image(pred_path)
+            else:
+                comp = read_image(item.composite)
+                labels = None
+                if run.needs_labels:
+                    path = maps / f"{item.name}.png" if maps else None
+                    if path is not None and path.exists():
+                        labels = read_labels(path, comp.shape[:2])
+                    else:
+                        labels = seg(comp)
+                        if path is not None:
+                            write_labels(path, labels)
+                pred = run(comp, read_mask(item.mask, comp.shape[:2]), labels)
+            if pred.shape != real.shape:
+                raise ValueError(f"prediction is {pred.shape[1]}x{pred.shape[0]} but the real image is {real.shape[1]}x{real.shape[0]}")
+            m = resize_for_scoring(mask, s, is_mask=True)
+            rows.append({"name": item.name, **score(resize_for_scoring(pred, s), resize_for_scoring(real, s), m)})
+            return True
+
+        with make_progress(quiet) as progress:
+            report = run_batch(items, work, lambda i: i.name, progress,
+                               (lambda m: None) if quiet else progress.console.print, "evaluate")
+        if not rows:
+            raise ValueError("no pair could be scored")
+        summary = summarize(rows)
+        write_csv(out / "per_image.csv", PER_IMAGE_FIELDS, rows)
+        write_csv(out / "summary.csv", SUMMARY_FIELDS, summary)
+    if not quiet:
+        from rich.table import Table
+
+        table = Table(title=f"{dataset} ({method if predictions is None else predictions})")
+        for f in SUMMARY_FIELDS:
+            table.add_column(f, justify="right")
+        for r in summary:
+            table.add_row(r["subset"], str(r["count"]), *(f"{r[k]:.2f}" for k in ("mse", "fmse", "psnr", "fpsnr")))
+        err_console.print(table)
+        if unscored:
+            err_console.print(f"{len(unscored)} composites have no real image and were not scored")
+        err_console.print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}; {len(report.failures)} failed")
+    raise typer.Exit(report.exit_code)

@@ -1,0 +1,115 @@
+"""srin harmonize: recolour the foreground of every composite in a folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import Device, err_console, handled_errors, make_progress, resolve_device
+from .options import (MODEL, OUTPUT, BackendOpt, DeviceOpt, IouOpt, MaskSuffixOpt, MatchOpt, MinSizeOpt, OverwriteOpt,
+                      PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt, StabilityOpt,
+                      segmenter_kwargs)
+
+
+def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], Path]:
+    """``srin harmonize DIR`` where DIR holds composite_images/ and masks/ needs no --masks."""
+    if masks is None and len(inputs) == 1 and (inputs[0] / "composite_images").is_dir() and (inputs[0] / "masks").is_dir():
+        return [inputs[0] / "composite_images"], inputs[0] / "masks"
+    if masks is None:
+        raise ValueError("--masks is required (or give a folder holding composite_images/ and masks/)")
+    if not masks.is_dir():
+        raise FileNotFoundError(2, "masks folder not found", str(masks))
+    return inputs, masks
+
+
+def harmonize(
+    inputs: Annotated[list[Path], typer.Argument(help="Composite images: folders, files, or '-' for paths on stdin.")],
+    masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of masks (white = foreground).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", rich_help_panel=OUTPUT)] = Path("harmonized"),
+    maps: Annotated[Optional[Path], typer.Option("--maps", help="Semantic maps folder (from srin segment): maps are read from it; missing ones are computed and saved there.")] = None,
+    method: Annotated[str, typer.Option(help="model (a trained network), or a classical reference: identity, lab, histogram.", rich_help_panel=MODEL)] = "model",
+    model: Annotated[str, typer.Option(help="Shipped model name (see the README).", rich_help_panel=MODEL)] = "default",
+    checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint from srin train (overrides --model).", rich_help_panel=MODEL)] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png (lossless, default), jpg, or same as the input.", rich_help_panel=OUTPUT)] = "png",
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.", rich_help_panel=OUTPUT)] = 95,
+    suffix: Annotated[str, typer.Option(help="Appended to output names (before the extension).", rich_help_panel=OUTPUT)] = "",
+    match: MatchOpt = "auto",
+    mask_suffix: MaskSuffixOpt = "_mask",
+    segmenter: BackendOpt = "felzenszwalb",
+    sam_checkpoint: SamCheckpointOpt = None,
+    sam_model: SamModelOpt = "vit_b",
+    points_per_side: PointsOpt = None,
+    pred_iou_thresh: IouOpt = None,
+    stability_score_thresh: StabilityOpt = None,
+    scale: ScaleOpt = None,
+    min_size: MinSizeOpt = None,
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
+    device: DeviceOpt = Device.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Harmonize composites: writes one image per input, at the input's size; pixels outside the mask are untouched.
+
+    Prints the written paths on stdout (or a JSON summary with --json); progress and messages go to stderr.
+    """
+    with handled_errors():
+        from ..batch import FORMATS, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
+        from ..data.io import read_image, read_labels, read_mask, write_image, write_labels
+        from ..data.pairing import pair_items
+        from ..harmonizer import make_method
+        from ..segmentation import create_segmenter
+
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        inputs, masks = resolve_layout(inputs, masks)
+        files, base = collect_inputs(inputs, recursive)
+        refuse_overwriting_inputs(out, [base, masks, maps, *{f.parent for f in files}])
+        items = pair_items(files, base, masks, rule=match, suffix=mask_suffix)
+        dev = resolve_device(device)
+        seg_kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
+                                  stability_score_thresh, scale, min_size, dev)
+        seg = create_segmenter(segmenter, **seg_kw)
+        run = make_method(method, model, checkpoint, dev, seg)
+        written: list[str] = []
+
+        def labels_for(item, image):
+            if not run.needs_labels:
+                return None
+            if maps is None:
+                return seg(image)
+            path = maps / f"{item.name}.png"
+            if path.exists():
+                return read_labels(path, image.shape[:2])
+            labels = seg(image)
+            write_labels(path, labels)
+            return labels
+
+        def work(item) -> bool:
+            target = output_path(out, item.name, item.composite, fmt, suffix)
+            if target.exists() and not overwrite:
+                return False
+            image = read_image(item.composite)
+            mask = read_mask(item.mask, image.shape[:2])
+            result = run(image, mask, labels_for(item, image))
+            write_image(target, result, quality)
+            written.append(str(target))
+            return True
+
+        with make_progress(quiet) as progress:
+            report = run_batch(items, work, lambda i: str(i.composite), progress,
+                               (lambda m: None) if quiet else progress.console.print, "harmonize")
+    if as_json:
+        print(json.dumps({"out": str(out), "written": report.done, "skipped": report.skipped,
+                          "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}))
+    else:
+        for path in written:
+            print(path)
+    if not quiet:
+        err_console.print(f"{report.done} images written to {out}/, {report.skipped} skipped (already there), "
+                          f"{len(report.failures)} failed")
+        for name, msg in report.failures:
+            err_console.print(f"  failed: {name}: {msg}")
+    raise typer.Exit(report.exit_code)

@@ -1,0 +1,60 @@
+"""srin segment: compute semantic label maps once, to reuse with harmonize --maps."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import err_console, handled_errors, make_progress, resolve_device
+from .options import (BackendOpt, DeviceOpt, IouOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt,
+                      SamCheckpointOpt, SamModelOpt, ScaleOpt, StabilityOpt, segmenter_kwargs)
+from .common import Device
+
+
+def segment(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders ('-' reads paths from stdin).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Maps folder: NAME.png label maps (16-bit) + preview/NAME.png.")] = Path("maps"),
+    segmenter: BackendOpt = "felzenszwalb",
+    sam_checkpoint: SamCheckpointOpt = None,
+    sam_model: SamModelOpt = "vit_b",
+    points_per_side: PointsOpt = None,
+    pred_iou_thresh: IouOpt = None,
+    stability_score_thresh: StabilityOpt = None,
+    scale: ScaleOpt = None,
+    min_size: MinSizeOpt = None,
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = Device.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write one semantic label map (lossless 16-bit PNG, 0 = no segment, 1..N) and one colour preview per image."""
+    with handled_errors():
+        from ..batch import collect_inputs, refuse_overwriting_inputs, run_batch
+        from ..data.io import read_image, write_image, write_labels
+        from ..data.pairing import Item
+        from ..segmentation import create_segmenter
+        from ..semantic import colorize_labels
+
+        files, base = collect_inputs(images, recursive)
+        refuse_overwriting_inputs(out, [base, *[f.parent for f in files]])
+        kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
+                              stability_score_thresh, scale, min_size, resolve_device(device) if segmenter == "sam" else "cpu")
+        seg = create_segmenter(segmenter, **kw)
+        items = [Item(f, None, name=str(f.relative_to(base).with_suffix("")) if base else f.stem) for f in files]
+
+        def work(item) -> bool:
+            target = out / f"{item.name}.png"
+            if target.exists() and not overwrite:
+                return False
+            labels = seg(read_image(item.composite))
+            write_labels(target, labels)
+            write_image(out / "preview" / f"{item.name}.png", colorize_labels(labels))
+            return True
+
+        with make_progress(quiet) as progress:
+            report = run_batch(items, work, lambda i: str(i.composite), progress,
+                               (lambda m: None) if quiet else progress.console.print, "segment")
+    if not quiet:
+        err_console.print(f"{report.done} maps written to {out}, {report.skipped} skipped (exist), {len(report.failures)} failed")
+    raise typer.Exit(report.exit_code)

@@ -1,0 +1,52 @@
+"""srin train: train a harmonization model from scratch."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import Device, err_console, handled_errors, make_progress, resolve_device
+
+
+def train(
+    data: Annotated[Path, typer.Argument(help="Training folder: real_images/+masks/ (composites made on the fly), "
+                                              "composite_images/+masks/+real_images/, or an iHarmony4 folder with *_train.txt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log.csv, config.json.")] = Path("runs/srin"),
+    val: Annotated[Optional[Path], typer.Option(help="Validation pairs scored every epoch (composite_images/, masks/, real_images/).")] = None,
+    norm: Annotated[str, typer.Option(help="Normalization: srin, rain, bain or in.")] = "srin",
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (lr x0.1 at 100/120 and 110/120 of them).")] = 120,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    lr: Annotated[float, typer.Option(min=0.0, help="Initial Adam learning rate.")] = 1e-3,
+    image_size: Annotated[int, typer.Option(min=32, help="Training resolution (multiple of 16).")] = 256,
+    widths: Annotated[str, typer.Option(help="U-Net widths per level, comma-separated.")] = "16,32,64,128",
+    seed: Annotated[int, typer.Option()] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt after an interruption.")] = False,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")] = None,
+    val_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N validation pairs.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's choice).")] = None,
+    device: Annotated[Device, typer.Option(help="auto picks CUDA when available.")] = Device.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train a model (SRIN or a baseline normalization) from scratch; prints the final checkpoint's path."""
+    from ..modeling.norms import NORMS
+
+    with handled_errors():
+        if norm not in NORMS:
+            raise ValueError(f"unknown --norm {norm!r}; choose one of {', '.join(NORMS)}")
+        if image_size % 16:
+            raise ValueError(f"--image-size must be a multiple of 16, got {image_size}")
+        try:
+            width_list = [int(w) for w in widths.split(",")]
+        except ValueError:
+            raise ValueError(f"--widths must be integers separated by commas, got {widths!r}") from None
+        from ..training.loop import TrainConfig, train as run
+
+        cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, norm=norm, epochs=epochs,
+                          batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, widths=width_list,
+                          limit=limit, val_limit=val_limit, workers=workers, device=resolve_device(device), threads=threads)
+        log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
+        with make_progress(quiet) as progress:
+            final = run(cfg, resume=resume, progress=progress, log=log)
+        print(final)

@@ -1,0 +1,148 @@
+"""Reading and writing images, masks and label maps.
+
+Readers normalise what photos come as: EXIF orientation is applied, grayscale / palette / CMYK /
+16-bit images become 8-bit RGB, an alpha channel is dropped. Masks become float32 in [0, 1] (any mode:
+a soft 0-255 mask stays soft, an RGB mask is converted to luminance). Writers are atomic: the file
+appears complete or not at all.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import InputError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # photos up to 1.6 gigapixels; beyond that PIL refuses (decompression bomb)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def list_images_or_fail(root: Path, recursive: bool = False) -> list[Path]:
+    pattern = "**/*" if recursive else "*"
+    try:
+        return sorted(p for p in root.glob(pattern) if is_image_file(p))
+    except PermissionError:
+        raise InputError(f"{root}: permission denied") from None
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable image ({msg})") from None
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the picture
+        return img
+
+
+def _to_uint8_array(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        top = 1.0 if arr.max() <= 1.0 else 255.0
+        return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return None  # handled by PIL conversions
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """HxWx3 uint8 RGB."""
+    img = _open(Path(path))
+    gray = _to_uint8_array(img)
+    if gray is not None:
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA").convert("RGB")
+    elif img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.array(img, dtype=np.uint8)  # a writable copy
+
+
+def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """HxW float32 in [0, 1]. ``size`` = (H, W) of the image it belongs to: a mask of another size with the
+    same aspect ratio is resized (bilinear); a different aspect ratio is an error."""
+    path = Path(path)
+    img = _open(path)
+    arr = _to_uint8_array(img)
+    if arr is None:
+        if img.mode in ("RGBA", "LA") and np.asarray(img.getchannel("A")).min() < 255:
+            arr = np.asarray(img.getchannel("A"))  # a cut-out: the alpha is the mask
+        else:
+            arr = np.asarray(img.convert("L"))
+    mask = arr.astype(np.float32) / 255.0
+    if size is not None and mask.shape != tuple(size):
+        h, w = size
+        mh, mw = mask.shape
+        if abs(mh / mw - h / w) > 0.01 * (h / w):
+            raise InputError(f"{path}: mask is {mw}x{mh} but the image is {w}x{h} (different aspect ratio)")
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(mask, 0.0, 1.0)
+
+
+def read_labels(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A stored label map (uint16 PNG) as HxW int32, resized with nearest to ``size`` if given."""
+    path = Path(path)
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if labels is None or labels.ndim != 2:
+        raise InputError(f"{path}: not a srin label map (expected a single-channel 8/16-bit PNG)")
+    labels = labels.astype(np.int32)
+    if size is not None and labels.shape != tuple(size):
+        labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return labels
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_image(image: np.ndarray, suffix: str, quality: int = 95) -> bytes:
+    suffix = suffix.lower()
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params: list[int] = []
+    if suffix in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    elif suffix == ".webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
+    ok, buf = cv2.imencode(suffix, bgr, params)
+    if not ok:
+        raise InputError(f"cannot encode an image as {suffix}")
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
+    path = Path(path)
+    _atomic_write(path, encode_image(image, path.suffix, quality))
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
+    if labels.max(initial=0) > 65535:
+        raise ValueError("more than 65535 segments cannot be stored in a 16-bit label map")
+    ok, buf = cv2.imencode(".png", labels.astype(np.uint16))
+    if not ok:
+        raise InputError(f"cannot encode label map {path}")
+    _atomic_write(Path(path), buf.tobytes())

@@ -1,0 +1,130 @@
+"""Finding inputs and pairing composites with masks, real images and semantic maps.
+
+Matching rules (``--match``):
+
+* ``stem``       ``x.jpg`` pairs with ``masks/x.png`` (any image extension);
+* ``suffix``     ``x.jpg`` pairs with ``masks/x<suffix>.png`` (``--mask-suffix``, e.g. ``_mask``);
+* ``iharmony4``  ``c1_1_4.jpg`` -> mask ``c1_1.png`` -> real ``c1.jpg`` (drop one ``_N`` per step);
+* ``auto``       (default) the same stem first, then the iHarmony4 rule.
+Real images (for evaluation) are found by the same stem or by dropping ``_N`` parts.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError, UsageError
+from .io import IMAGE_EXTENSIONS, is_image_file
+
+MATCH_RULES = ("auto", "stem", "suffix", "iharmony4")
+_TRAILING = re.compile(r"^(.*)_[^_]+$")
+
+
+@dataclass
+class Item:
+    composite: Path
+    mask: Path | None
+    real: Path | None = None
+    name: str = ""  # relative path without extension, unique inside the batch
+    error: str | None = None
+
+
+def list_images(root: Path, recursive: bool = False) -> list[Path]:
+    if root.is_file():
+        return [root]
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in root.glob(pattern) if is_image_file(p))
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    """stem -> file for the images of a folder (the first extension in IMAGE_EXTENSIONS order wins)."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir(), key=lambda p: (p.stem, _ext_rank(p))) if folder.is_dir() else []:
+        if is_image_file(p):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def _ext_rank(p: Path) -> int:
+    ext = p.suffix.lower()
+    return IMAGE_EXTENSIONS.index(ext) if ext in IMAGE_EXTENSIONS else len(IMAGE_EXTENSIONS)
+
+
+def strip_parts(stem: str, max_parts: int = 2) -> list[str]:
+    """['a0002_1_4', 'a0002_1', 'a0002'] for max_parts=2."""
+    out = [stem]
+    for _ in range(max_parts):
+        m = _TRAILING.match(out[-1])
+        if not m or not m.group(1):
+            break
+        out.append(m.group(1))
+    return out
+
+
+def mask_candidates(stem: str, rule: str, suffix: str = "_mask") -> list[str]:
+    if rule == "stem":
+        return [stem]
+    if rule == "suffix":
+        return [stem + suffix]
+    if rule == "iharmony4":
+        return strip_parts(stem, 1)[1:]
+    if rule == "auto":
+        return strip_parts(stem, 1)
+    raise UsageError(f"unknown match rule {rule!r}; choose one of {', '.join(MATCH_RULES)}")
+
+
+class FolderIndex:
+    """Look up files of a folder by stem, mirroring sub-folders for recursive batches."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._cache: dict[Path, dict[str, Path]] = {}
+
+    def find(self, rel_dir: Path, stems: list[str]) -> Path | None:
+        folder = self.root / rel_dir
+        if folder not in self._cache:
+            self._cache[folder] = _index(folder)
+        for s in stems:
+            if s in self._cache[folder]:
+                return self._cache[folder][s]
+        return None
+
+
+def pair_items(composites: list[Path], base: Path | None, masks: Path | None, reals: Path | None = None,
+               rule: str = "auto", suffix: str = "_mask") -> list[Item]:
+    """Pair every composite with its mask (and real image if ``reals``). Unpaired items carry an error."""
+    mask_index = FolderIndex(masks) if masks else None
+    real_index = FolderIndex(reals) if reals else None
+    items: list[Item] = []
+    seen: dict[str, Path] = {}
+    for comp in composites:
+        rel = comp.relative_to(base) if base and base in comp.parents else Path(comp.name)
+        rel_dir = rel.parent
+        name = str(rel.with_suffix(""))
+        item = Item(composite=comp, mask=None, name=name)
+        if name in seen:
+            item.error = f"duplicate name {name!r}: {seen[name].name} and {comp.name} would write the same output"
+            items.append(item)
+            continue
+        seen[name] = comp
+        if mask_index is not None:
+            item.mask = mask_index.find(rel_dir, mask_candidates(comp.stem, rule, suffix))
+            if item.mask is None:
+                item.error = f"no mask for {comp.name} in {masks / rel_dir} (rule {rule!r})"
+        if real_index is not None:
+            item.real = real_index.find(rel_dir, strip_parts(comp.stem, 2))
+            if item.real is None and item.error is None:
+                item.error = f"no real image for {comp.name} in {reals / rel_dir}"
+        items.append(item)
+    return items
+
+
+def dataset_layout(root: Path) -> dict[str, Path]:
+    """Recognise a paired-dataset folder (composite_images/, masks/, real_images/)."""
+    layout = {k: root / k for k in ("composite_images", "masks", "real_images") if (root / k).is_dir()}
+    if "composite_images" not in layout and "real_images" not in layout:
+        raise InputError(f"{root}: expected composite_images/ and masks/ (and real_images/) inside")
+    if "masks" not in layout:
+        raise InputError(f"{root}: no masks/ folder")
+    return layout

@@ -1,0 +1,137 @@
+"""Predictor-style inference: one class owns device, resolution handling and the full-resolution pass.
+
+The network sees the composite at its training size (256x256 by default) and predicts a per-pixel affine
+colour transform at half that size. The transform is upsampled (bilinear) to the photo's own size and
+applied there in bands of rows, so memory stays bounded for very large photos and the foreground keeps
+its full-resolution texture. Pixels where the mask is 0 are copied from the input bit for bit.
+
+Methods (``--method``): ``model`` (a trained network), and classical references ``identity`` (the
+composite as is), ``lab`` (Reinhard Lab mean/std transfer of the foreground toward the background) and
+``histogram`` (per-channel Lab histogram matching toward the background).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+METHODS = ("model", "identity", "lab", "histogram")
+BAND_PIXELS = 2_000_000  # pixels per band of the full-resolution pass
+
+
+def blend(harmonized: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 result: harmonized * m + image * (1 - m); exactly the input wherever m == 0."""
+    m = mask[..., None].astype(np.float32)
+    out = np.clip(harmonized.astype(np.float32) * m + image.astype(np.float32) * (1 - m) + 0.5, 0, 255).astype(np.uint8)
+    out[mask <= 0] = image[mask <= 0]
+    return out
+
+
+class ClassicalHarmonizer:
+    """Colour transfer of the foreground toward the whole background (no learning)."""
+
+    def __init__(self, method: str, seed: int = 0):
+        if method not in ("identity", "lab", "histogram"):
+            raise ValueError(f"unknown classical method {method!r}")
+        self.method = method
+        self.seed = seed
+        self.needs_labels = False
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        if self.method == "identity":
+            return image.copy()
+        from .data.synthesis import transfer
+
+        bg = image.reshape(-1, 3)[mask.reshape(-1) <= 0.5]
+        if len(bg) == 0 or not (mask > 0.5).any():
+            return image.copy()
+        name = "reinhard_lab" if self.method == "lab" else "histogram_lab"
+        out = transfer(image, np.ones(mask.shape, np.float32) * (mask > 0.5), bg, name, np.random.default_rng(self.seed))
+        return blend(out, image, mask)
+
+
+class Harmonizer:
+    """A trained model applied at any resolution. Takes and returns HxWx3 uint8 RGB."""
+
+    needs_labels = True
+
+    def __init__(self, model, device: str = "cpu", segmenter: Callable | None = None):
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.size = int(model.config.image_size)
+        self.segmenter = segmenter
+        self.needs_labels = model.config.norm == "srin"
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", segmenter: Callable | None = None) -> "Harmonizer":
+        from .build import load_model
+
+        model, _ = load_model(path)
+        return cls(model, device, segmenter)
+
+    def _network_inputs(self, image, mask, labels):
+        from .data.datasets import to_tensor
+        from .semantic import encode_semantic
+
+        s = self.size
+        small = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA)
+        small_mask = cv2.resize(mask.astype(np.float32), (s, s), interpolation=cv2.INTER_AREA)
+        if labels is None:
+            labels = self.segmenter(image) if self.segmenter is not None else np.ones(image.shape[:2], np.int32)
+        small_labels = cv2.resize(labels.astype(np.int32), (s, s), interpolation=cv2.INTER_NEAREST)
+        semantic = encode_semantic(small_labels, small, small_mask)
+        t = lambda a: to_tensor(a)[None].to(self.device)  # noqa: E731
+        return t(small), t(small_mask), t(semantic)
+
+    def transform(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None):
+        """The low-resolution affine transform (1 x 12 x s/2 x s/2 tensor)."""
+        with self.torch.inference_mode():
+            return self.model.transform(*self._network_inputs(image, mask, labels))
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
+            raise ValueError(f"image must be HxWx3 and mask HxW of the same size, got {image.shape} and {mask.shape}")
+        if not (mask > 0).any():
+            return image.copy()
+        params = self.transform(image, mask, labels)
+        return self.apply(params, image, mask)
+
+    def apply(self, params, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Apply the transform at the image's own resolution, band by band, then blend with the mask."""
+        torch = self.torch
+        from .modeling.unet import apply_affine
+
+        h, w = image.shape[:2]
+        out = image.copy()
+        rows = max(1, BAND_PIXELS // max(w, 1))
+        ys = np.nonzero((mask > 0).any(axis=1))[0]
+        y0_all, y1_all = int(ys.min()), int(ys.max()) + 1  # only the rows the foreground touches
+        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=params.device)
+        with torch.inference_mode():
+            for y0 in range(y0_all, y1_all, rows):
+                y1 = min(y1_all, y0 + rows)
+                yy = (torch.arange(y0, y1, device=params.device, dtype=torch.float32) + 0.5) * 2 / h - 1
+                grid = torch.stack(torch.meshgrid(yy, xs, indexing="ij")[::-1], dim=-1)[None]
+                band_params = torch.nn.functional.grid_sample(params, grid, mode="bilinear", padding_mode="border", align_corners=False)
+                band = torch.from_numpy(image[y0:y1]).to(params.device).permute(2, 0, 1)[None].float() / 255
+                harmonized = apply_affine(band_params, band)[0].permute(1, 2, 0).mul(255).cpu().numpy()
+                out[y0:y1] = blend(harmonized, image[y0:y1], mask[y0:y1])
+        return out
+
+
+def make_method(method: str, model: str | None = "default", checkpoint: str | Path | None = None,
+                device: str = "cpu", segmenter: Callable | None = None):
+    """Build the callable for ``--method`` (and ``--model`` / ``--checkpoint`` for the model method)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+    if method != "model":
+        return ClassicalHarmonizer(method)
+    from .build import shipped_model_path
+
+    path = Path(checkpoint) if checkpoint else shipped_model_path(model or "default")
+    return Harmonizer.from_checkpoint(path, device, segmenter)

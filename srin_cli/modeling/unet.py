@@ -1,0 +1,149 @@
+"""The harmonization generator G(I_c, M_b): a small U-Net with a region-aware normalization.
+
+The decoder does not paint pixels: it predicts a per-pixel affine colour transform (3x3 matrix + offset,
+12 channels) at half the network's input resolution. The transform is upsampled and applied to the
+composite at any resolution (:func:`apply_affine`), so the foreground keeps its own texture and the
+network can run at 256x256 whatever the photo's size. I_h = T(I_c) * M_b + I_c * (1 - M_b).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .norms import create_norm
+
+AFFINE_CHANNELS = 12
+
+
+@dataclass
+class UNetConfig:
+    norm: str = "srin"
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    semantic_channels: int = 3
+    # decoder levels (counted from the bottleneck: 0 = bottleneck, 1 = next) that get the region norm
+    norm_levels: tuple[int, ...] = (0, 1)
+    image_size: int = 256
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        d["norm_levels"] = list(self.norm_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UNetConfig":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for k in ("widths", "norm_levels"):
+            if k in known:
+                known[k] = tuple(int(v) for v in known[k])
+        return cls(**known)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2, inplace=True))
+
+
+def resize_to(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-average a mask or map down to a feature map's size (bilinear when enlarging)."""
+    if tuple(t.shape[2:]) == tuple(size):
+        return t
+    if t.shape[2] >= size[0] and t.shape[3] >= size[1]:
+        return F.adaptive_avg_pool2d(t, size)
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
+
+class HarmonizationUNet(nn.Module):
+    """G(I_c, M_b, M_s) -> per-pixel affine colour transform.
+
+    Shape:
+        image: B x 3 x H x W in [0, 1]; mask: B x 1 x H x W in [0, 1]; semantic: B x S x H x W.
+        H and W must be multiples of 2 ** len(widths). Output of :meth:`transform`: B x 12 x H/2 x W/2.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        w = config.widths
+        n = len(w)
+        self.enc = nn.ModuleList()
+        cin = 4
+        for i, c in enumerate(w):
+            self.enc.append(nn.Sequential(_conv(cin, c, stride=2), _conv(c, c)))
+            cin = c
+        self.bottleneck = _conv(w[-1], w[-1])
+        self.dec = nn.ModuleList()
+        self.norms = nn.ModuleDict()
+        if 0 in config.norm_levels:
+            self.norms["0"] = create_norm(config.norm, w[-1], config.semantic_channels)
+        for level in range(1, n):
+            c_up, c_skip = w[n - level], w[n - level - 1]
+            self.dec.append(nn.ModuleList([_conv(c_up + c_skip, c_skip), _conv(c_skip, c_skip)]))
+            if level in config.norm_levels:
+                self.norms[str(level)] = create_norm(config.norm, c_skip, config.semantic_channels)
+        self.head = nn.Conv2d(w[0], AFFINE_CHANNELS, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def stride(self) -> int:
+        return 2 ** len(self.config.widths)
+
+    def _check(self, image, mask, semantic):
+        b, _, h, w = image.shape
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be Bx3xHxW, got {tuple(image.shape)}")
+        if mask.shape != (b, 1, h, w):
+            raise ValueError(f"mask must be Bx1xHxW = {(b, 1, h, w)}, got {tuple(mask.shape)}")
+        if semantic is None or semantic.shape != (b, self.config.semantic_channels, h, w):
+            got = None if semantic is None else tuple(semantic.shape)
+            raise ValueError(f"semantic map must be {(b, self.config.semantic_channels, h, w)}, got {got}")
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"height and width must be multiples of {self.stride}, got {h}x{w}")
+
+    def _norm(self, level: int, x, mask, semantic):
+        key = str(level)
+        if key not in self.norms:
+            return x
+        size = x.shape[2:]
+        return self.norms[key](x, resize_to(mask, size), resize_to(semantic, size))
+
+    def transform(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+        self._check(image, mask, semantic)
+        x = torch.cat([image * 2 - 1, mask * 2 - 1], dim=1)
+        skips = []
+        for block in self.enc:
+            x = block(x)
+            skips.append(x)
+        x = self.bottleneck(self._norm(0, skips[-1], mask, semantic))
+        for level, (fuse, conv) in enumerate(self.dec, start=1):
+            skip = skips[-1 - level]
+            x = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
+            x = fuse(torch.cat([x, skip], dim=1))
+            x = conv(self._norm(level, x, mask, semantic))
+        return self.head(x)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+        """Harmonized composite at the input's size: T(I_c) * M_b + I_c * (1 - M_b)."""
+        params = self.transform(image, mask, semantic)
+        return composite(apply_affine(params, image), image, mask)
+
+
+def apply_affine(params: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Upsample the B x 12 x h x w transform to the image's size and apply it (identity at zero).
+
+    out_c = sum_j (delta_cj + A_cj) * image_j + b_c, clamped to [0, 1].
+    """
+    b, _, h, w = image.shape
+    if params.shape[2:] != (h, w):
+        params = F.interpolate(params, size=(h, w), mode="bilinear", align_corners=False)
+    a = params[:, :9].reshape(b, 3, 3, h, w)
+    offset = params[:, 9:12]
+    out = image + torch.einsum("bcjhw,bjhw->bchw", a, image) + offset
+    return out.clamp(0, 1)
+
+
+def composite(harmonized: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return harmonized * mask + image * (1 - mask)

@@ -1,0 +1,34 @@
+"""The offline default segmenter: Felzenszwalb-Huttenlocher graph segmentation (scikit-image).
+
+It needs no weights and no download, and takes tens of milliseconds on a 256x256 image.
+Images are segmented at a working size (longest side ``work_size``) so that the granularity
+is the same for a thumbnail and a 24-megapixel photo; labels are resized back with nearest.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+class FelzenszwalbSegmenter:
+    name = "felzenszwalb"
+
+    def __init__(self, scale: float = 200.0, sigma: float = 0.8, min_size: int = 64, work_size: int = 256):
+        if scale <= 0 or sigma < 0 or min_size < 1 or work_size < 16:
+            raise ValueError("felzenszwalb needs scale > 0, sigma >= 0, min_size >= 1, work_size >= 16")
+        self.scale, self.sigma, self.min_size, self.work_size = float(scale), float(sigma), int(min_size), int(work_size)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from skimage.segmentation import felzenszwalb
+
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be HxWx3, got {image.shape}")
+        h, w = image.shape[:2]
+        s = self.work_size / max(h, w)
+        small = image
+        if s < 1:
+            small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        labels = felzenszwalb(small, scale=self.scale, sigma=self.sigma, min_size=self.min_size).astype(np.int32) + 1
+        if labels.shape != (h, w):
+            labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        return labels
