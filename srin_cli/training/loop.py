@@ -132,7 +132,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)
         train_ds.set_epoch(epoch, cfg.seed)
         t0, total, count = time.time(), 0.0, 0
-        for batch in _loader(train_ds, cfg, shuffle=True, epoch=epoch):
+        loader = _loader(train_ds, cfg, shuffle=True, epoch=epoch)
+        every = max(1, len(loader) // 4)  # a few lines per epoch for logs, where no progress bar shows
+        for step, batch in enumerate(loader, start=1):
             b = {k: v.to(device) for k, v in batch.items()}
             pred = model(b["composite"], b["mask"], b["semantic"])
             loss = torch.nn.functional.l1_loss(pred, b["real"])
@@ -143,6 +145,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
             total, count = total + loss.item() * n, count + n
             if progress:
                 progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
+                if progress.disable and step % every == 0 and step < len(loader):
+                    log(f"epoch {epoch + 1} step {step}/{len(loader)} loss {total / count:.5f} {time.time() - t0:.0f}s")
         seconds = time.time() - t0
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": round(total / max(count, 1), 6),
                "seconds": round(seconds, 1), "images_per_s": round(count / max(seconds, 1e-9), 2)}

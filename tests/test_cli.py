@@ -1,0 +1,180 @@
+"""Every subcommand driven through the CLI, on tiny synthetic folders."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from srin_cli.cli.main import app
+from srin_cli.data.io import read_image, read_labels
+
+from conftest import REPO, SHARED, make_pairs, needs_shared
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(result, code=2):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert "error:" in result.output
+
+
+def test_help_and_version():
+    assert "harmonize" in run("--help").output
+    for cmd in ("segment", "harmonize", "evaluate", "train"):
+        assert run(cmd, "--help").exit_code == 0
+    assert run("--version").output.startswith("srin ")
+
+
+def test_segment_writes_label_maps_and_previews_then_skips(pairs, tmp_path):
+    maps = tmp_path / "maps"
+    r = run("segment", pairs / "composite_images", "-o", maps)
+    assert r.exit_code == 0, r.output
+    labels = read_labels(maps / "img_000_1.png")
+    assert labels.shape == (48, 64) and labels.min() >= 1
+    assert (maps / "preview" / "img_000_1.png").exists()
+    stamp = (maps / "img_000_1.png").stat().st_mtime_ns
+    assert "4 skipped" in run("segment", pairs / "composite_images", "-o", maps).output
+    assert (maps / "img_000_1.png").stat().st_mtime_ns == stamp
+
+
+def test_harmonize_end_to_end_keeps_background_and_size(pairs, tmp_path, tiny_checkpoint):
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    assert run("segment", pairs / "composite_images", "-o", maps).exit_code == 0
+    r = run("harmonize", pairs / "composite_images", "--masks", pairs / "masks", "--maps", maps, "-o", out, "--checkpoint", tiny_checkpoint)
+    assert r.exit_code == 0, r.output
+    written = sorted(out.glob("*.png"))
+    assert len(written) == 4
+    for path in written:
+        comp = read_image(pairs / "composite_images" / path.name)
+        result = read_image(path)
+        mask = np.asarray(read_image(pairs / "masks" / path.name.replace("_1.png", ".png")))[..., 0]
+        assert result.shape == comp.shape
+        assert np.array_equal(result[mask == 0], comp[mask == 0])
+        assert not np.array_equal(result[mask > 0], comp[mask > 0])  # the random tiny model does change colours
+    # a second run skips everything; --overwrite redoes it
+    r2 = run("harmonize", pairs, "-o", out, "--checkpoint", tiny_checkpoint, "--json")
+    assert json.loads(r2.stdout.splitlines()[0])["skipped"] == 4
+    assert "4 images written" in run("harmonize", pairs, "-o", out, "--checkpoint", tiny_checkpoint, "--overwrite").output
+    # evaluate the predictions
+    r3 = run("evaluate", pairs, "-p", out, "-o", tmp_path / "ev")
+    assert r3.exit_code == 0, r3.output
+    rows = list(csv.DictReader(open(tmp_path / "ev" / "per_image.csv")))
+    assert [*rows[0]] == ["name", "mse", "fmse", "psnr", "fpsnr", "fg_ratio"] and len(rows) == 4
+    summary = list(csv.DictReader(open(tmp_path / "ev" / "summary.csv")))
+    assert [r["subset"] for r in summary] == ["all", "0-5%", "5-15%", "15-100%"]
+
+
+@pytest.mark.parametrize("method", ["identity", "lab", "histogram"])
+def test_classical_methods(pairs, tmp_path, method):
+    r = run("evaluate", pairs, "--method", method, "-o", tmp_path / method)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(tmp_path / method / "per_image.csv")))
+    assert len(rows) == 4 and all(float(r["fmse"]) >= 0 for r in rows)
+
+
+def test_odd_sizes_and_soft_masks(tmp_path, tiny_checkpoint):
+    root = make_pairs(tmp_path / "odd", n=2, size=(37, 91))
+    m = read_image(root / "masks" / "img_000.png")[..., 0].astype(float)
+    from PIL import Image
+
+    soft = np.clip(m * 0.6, 0, 255).astype(np.uint8)  # a soft 0-153 mask
+    Image.fromarray(soft).save(root / "masks" / "img_000.png")
+    r = run("harmonize", root, "-o", tmp_path / "o", "--checkpoint", tiny_checkpoint)
+    assert r.exit_code == 0, r.output
+    assert read_image(tmp_path / "o" / "img_000_1.png").shape == (37, 91, 3)
+
+
+def test_bad_inputs_one_line_errors(pairs, tmp_path, tiny_checkpoint):
+    _one_line_error(run("harmonize", tmp_path / "nope", "--masks", pairs / "masks", "-o", tmp_path / "o"))
+    _one_line_error(run("harmonize", pairs / "composite_images", "-o", tmp_path / "o"))  # no --masks
+    _one_line_error(run("harmonize", pairs, "-o", pairs / "composite_images", "--checkpoint", tiny_checkpoint))
+    _one_line_error(run("harmonize", pairs, "-o", tmp_path / "o", "--method", "magic"))
+    _one_line_error(run("harmonize", pairs, "-o", tmp_path / "o", "--checkpoint", tmp_path / "missing.pt"))
+    _one_line_error(run("train", pairs, "--norm", "nope", "-o", tmp_path / "t"))
+    _one_line_error(run("segment", pairs / "composite_images", "--segmenter", "sam", "-o", tmp_path / "m"))
+
+
+def test_batch_goes_past_bad_files_and_exits_1(pairs, tmp_path, tiny_checkpoint):
+    (pairs / "composite_images" / "broken_1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (pairs / "masks" / "broken.png").write_bytes(b"")
+    (pairs / "composite_images" / "lonely_1.png").write_bytes((pairs / "composite_images" / "img_000_1.png").read_bytes())
+    before = {p: p.read_bytes() for p in pairs.rglob("*") if p.is_file()}
+    r = run("harmonize", pairs, "-o", tmp_path / "o", "--checkpoint", tiny_checkpoint)
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+    assert len(list((tmp_path / "o").glob("*.png"))) == 4  # the good ones were written
+    assert "broken_1.png" in r.output and "lonely_1.png" in r.output
+    assert {p: p.read_bytes() for p in pairs.rglob("*") if p.is_file()} == before  # inputs untouched
+
+
+def test_train_fixed_pairs_is_seeded(tmp_path):
+    root = make_pairs(tmp_path / "train", n=4, size=(64, 64))
+    common = ["--widths", "4,8,8,8", "--image-size", "64", "--batch-size", "2", "--val", root, "-q", "--seed", "3"]
+    full = run("train", root, "-o", tmp_path / "full", "--epochs", "2", *common)
+    assert full.exit_code == 0, full.output
+    part = run("train", root, "-o", tmp_path / "part", "--epochs", "2", *common)
+    assert part.exit_code == 0
+    log_full = list(csv.DictReader(open(tmp_path / "full" / "log.csv")))
+    log_part = list(csv.DictReader(open(tmp_path / "part" / "log.csv")))
+    assert [r["epoch"] for r in log_full] == ["1", "2"]
+    assert float(log_full[-1]["train_loss"]) == pytest.approx(float(log_part[-1]["train_loss"]), rel=1e-4)  # seeded: reproducible
+    assert "val_psnr" in log_full[0] and log_full[0]["val_psnr"]
+    from srin_cli.build import load_model
+
+    model, payload = load_model(tmp_path / "full" / "model.pt")
+    assert payload["summary"]["epochs"] == 2 and payload["config"]["widths"] == [4, 8, 8, 8]
+
+
+def test_train_resume_after_interruption(tmp_path, monkeypatch):
+    """Stop after epoch 1 (as a kill would), resume, and land where an uninterrupted run lands."""
+    root = tmp_path / "photos"
+    make_pairs(root, n=4, size=(64, 64))
+    (root / "composite_images").rename(tmp_path / "unused")  # real_images + masks: composites made on the fly
+    common = ["--widths", "4,8,8,8", "--image-size", "64", "--batch-size", "2", "-q", "--seed", "1"]
+    assert run("train", root, "-o", tmp_path / "a", "--epochs", "3", *common).exit_code == 0
+    from srin_cli.training import loop
+
+    real_save = loop.save_checkpoint
+    calls = {"n": 0}
+
+    def dying_save(path, *a, **k):
+        real_save(path, *a, **k)
+        if str(path).endswith("last.pt"):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise KeyboardInterrupt  # killed right after epoch 1's checkpoint
+
+    monkeypatch.setattr(loop, "save_checkpoint", dying_save)
+    r = run("train", root, "-o", tmp_path / "b", "--epochs", "3", *common)
+    assert r.exit_code != 0
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    r = run("train", root, "-o", tmp_path / "b", "--epochs", "3", "--resume", *common)
+    assert r.exit_code == 0, r.output
+    a = list(csv.DictReader(open(tmp_path / "a" / "log.csv")))
+    b = list(csv.DictReader(open(tmp_path / "b" / "log.csv")))
+    assert [r["epoch"] for r in b] == ["1", "2", "3"]
+    assert float(a[-1]["train_loss"]) == pytest.approx(float(b[-1]["train_loss"]), rel=1e-3)
+
+
+def test_harmonize_sample_inputs_with_shipped_model(tmp_path):
+    r = run("harmonize", REPO / "sample_inputs", "-o", tmp_path / "h")
+    assert r.exit_code == 0, r.output
+    comps = sorted((REPO / "sample_inputs" / "composite_images").iterdir())
+    for comp in comps:
+        out = read_image(tmp_path / "h" / (comp.stem + ".png"))
+        assert out.shape == read_image(comp).shape
+
+
+@needs_shared
+def test_default_model_beats_the_composite_on_labelme_val(tmp_path):
+    r = run("evaluate", SHARED / "labelme_val", "-o", tmp_path, "-q")
+    assert r.exit_code == 0, r.output
+    row = next(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert int(row["count"]) == 248
+    assert float(row["psnr"]) > 24.40 and float(row["fmse"]) < 1821.88

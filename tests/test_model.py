@@ -1,0 +1,133 @@
+import pickle
+
+import pytest
+import torch
+
+from srin_cli.build import (build_model, count_parameters, gflops, load_model, read_checkpoint, save_checkpoint)
+from srin_cli.errors import CheckpointError
+from srin_cli.modeling.norms import NORMS, create_norm
+from srin_cli.modeling.unet import apply_affine
+
+TINY = dict(widths=(4, 8, 8, 8), image_size=64)
+
+
+def _inputs(b=2, s=64, seed=0, fg=0.3):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(b, 3, s, s, generator=g)
+    mask = torch.zeros(b, 1, s, s)
+    mask[:, :, s // 4: s // 4 + int(s * fg * 2), s // 4: s // 2 + 4] = 1
+    semantic = torch.rand(b, 3, s, s, generator=g)
+    return image, mask, semantic
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+def test_shapes_gradients_and_no_nan(norm):
+    torch.manual_seed(0)
+    model = build_model(norm, **TINY)
+    torch.nn.init.normal_(model.head.weight, std=0.1)  # the head starts at zero (identity); open it up
+    image, mask, semantic = _inputs()
+    out = model(image, mask, semantic)
+    assert out.shape == image.shape
+    assert torch.isfinite(out).all()
+    assert model.transform(image, mask, semantic).shape == (2, 12, 32, 32)
+    (out - image.flip(1)).abs().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    assert not missing, f"no gradient reached {missing}"
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+def test_outside_mask_untouched_and_identity_at_init(norm):
+    model = build_model(norm, **TINY).eval()
+    image, mask, semantic = _inputs()
+    with torch.no_grad():
+        out = model(image, mask, semantic)
+    assert torch.equal(out[mask.expand_as(out) == 0], image[mask.expand_as(image) == 0])
+    assert torch.allclose(out, image, atol=1e-6)  # zero-initialised head: the identity transform
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_empty_and_full_masks_stay_finite(norm, fill):
+    model = build_model(norm, **TINY)
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    image, _, semantic = _inputs()
+    mask = torch.full((2, 1, 64, 64), fill)
+    assert torch.isfinite(model(image, mask, semantic)).all()
+
+
+@pytest.mark.parametrize("norm", ["srin", "rain", "bain"])
+def test_norm_gradcheck_float64(norm):
+    torch.manual_seed(0)
+    layer = create_norm(norm, 4, 3).double()
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    mask[..., 1:3, 1:3] = 1
+    sem = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, s: layer(a, mask, s), (x, sem), eps=1e-6, atol=1e-5)
+
+
+def test_bad_shapes_say_what_they_got():
+    model = build_model("srin", **TINY)
+    image, mask, semantic = _inputs()
+    with pytest.raises(ValueError, match="semantic map must be"):
+        model(image, mask, semantic[:, :2])
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model(image[..., :60], mask[..., :60], semantic[..., :60])
+    with pytest.raises(ValueError, match="unknown normalization"):
+        build_model("nope")
+
+
+def test_apply_affine_identity_and_offset():
+    image = torch.rand(1, 3, 10, 14)
+    params = torch.zeros(1, 12, 5, 7)
+    assert torch.allclose(apply_affine(params, image), image)
+    params[:, 9] = 0.1  # red offset
+    out = apply_affine(params, image * 0.5)
+    assert torch.allclose(out[:, 0], image[:, 0] * 0.5 + 0.1, atol=1e-6)
+
+
+def test_default_size_budget():
+    model = build_model("srin")
+    assert gflops(model, 256) <= 3.0
+    assert count_parameters(model) < 2_000_000
+
+
+def test_checkpoint_round_trip_rebuilds_architecture(tmp_path):
+    model = build_model("bain", **TINY)
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    save_checkpoint(tmp_path / "m.pt", model, {"epochs": 3})
+    loaded, payload = load_model(tmp_path / "m.pt")
+    assert payload["summary"]["epochs"] == 3 and payload["config"]["norm"] == "bain"
+    image, mask, semantic = _inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(image, mask, semantic), model.eval()(image, mask, semantic))
+
+
+class Payload:
+    ran = False
+
+    def __reduce__(self):
+        return (exec, ("import srin_cli; srin_cli.PWNED = True",))
+
+
+def test_pickled_payload_is_refused(tmp_path):
+    import srin_cli
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "srin-checkpoint", "version": 1, "config": {}, "state_dict": {}, "x": Payload()}, path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        read_checkpoint(path)
+    assert not getattr(srin_cli, "PWNED", False)
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "junk.pt")
+    torch.save({"state_dict": {}}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not a srin checkpoint"):
+        load_model(tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt")
