@@ -10,6 +10,8 @@ import typer
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
 from .options import MODEL, DeviceOpt, QuietOpt
 
+GATE = "Quality gate and report"
+
 PER_IMAGE_FIELDS = ["name", "mse", "fmse", "psnr", "fpsnr", "fg_ratio"]
 SUMMARY_FIELDS = ["subset", "count", "mse", "fmse", "psnr", "fpsnr"]
 
@@ -35,6 +37,12 @@ def evaluate(
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Semantic maps folder (read; missing maps computed and saved).")] = None,
     size: Annotated[int, typer.Option(min=0, help="Score at SIZE x SIZE (iHarmony4: 256); 0 scores at the real image's size.")] = 256,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N pairs.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report (and REPORT.png contact sheet), worst first.", rich_help_panel=GATE)] = None,
+    min_psnr: Annotated[Optional[float], typer.Option("--min-psnr", help="Exit 1 if the mean PSNR is below this.", rich_help_panel=GATE)] = None,
+    max_fmse: Annotated[Optional[float], typer.Option("--max-fmse", help="Exit 1 if the mean fMSE is above this.", rich_help_panel=GATE)] = None,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A saved summary.csv or per_image.csv: exit 1 on any regression beyond the tolerances.", rich_help_panel=GATE)] = None,
+    psnr_tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed PSNR drop against --baseline, dB.", rich_help_panel=GATE)] = 0.1,
+    fmse_tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed relative fMSE rise against --baseline (0.05 = 5 %).", rich_help_panel=GATE)] = 0.05,
     device: DeviceOpt = Device.auto,
     quiet: QuietOpt = False,
 ) -> None:
@@ -70,6 +78,7 @@ def evaluate(
             raise FileNotFoundError(2, "predictions folder not found", str(predictions))
         pred_index = FolderIndex(predictions) if predictions else None
         rows: list[dict] = []
+        thumbs: dict = {}
         s = size or None
 
         def work(item) -> bool:
@@ -96,16 +105,30 @@ def evaluate(
                 raise ValueError(f"prediction is {pred.shape[1]}x{pred.shape[0]} but the real image is {real.shape[1]}x{real.shape[0]}")
             m = resize_for_scoring(mask, s, is_mask=True)
             rows.append({"name": item.name, **score(resize_for_scoring(pred, s), resize_for_scoring(real, s), m)})
+            if report is not None:
+                from ..report import thumbs_for
+
+                thumbs[item.name] = thumbs_for(read_image(item.composite), pred, real, mask)
             return True
 
         with make_progress(quiet) as progress:
-            report = run_batch(items, work, lambda i: i.name, progress,
+            batch = run_batch(items, work, lambda i: i.name, progress,
                                (lambda m: None) if quiet else progress.console.print, "evaluate")
         if not rows:
             raise ValueError("no pair could be scored")
         summary = summarize(rows)
         write_csv(out / "per_image.csv", PER_IMAGE_FIELDS, rows)
         write_csv(out / "summary.csv", SUMMARY_FIELDS, summary)
+        if report is not None:
+            from ..report import write_contact_sheet, write_html
+
+            write_html(report, rows, thumbs, f"srin evaluate: {dataset}", summary)
+            write_contact_sheet(report.with_suffix(".png"), rows, thumbs)
+        from ..gate import check_thresholds, compare_baseline
+
+        problems = check_thresholds(summary, min_psnr, max_fmse)
+        if baseline is not None:
+            problems += compare_baseline(baseline, rows, summary, psnr_tolerance, fmse_tolerance)
     if not quiet:
         from rich.table import Table
 
@@ -117,5 +140,11 @@ def evaluate(
         err_console.print(table)
         if unscored:
             err_console.print(f"{len(unscored)} composites have no real image and were not scored")
-        err_console.print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}; {len(report.failures)} failed")
-    raise typer.Exit(report.exit_code)
+        err_console.print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}; {len(batch.failures)} failed")
+    for name, msg in batch.failures:
+        err_console.print(f"  failed: {name}: {msg}")
+    if problems:
+        err_console.print(f"[bold red]quality gate failed[/] ({len(problems)}):")
+        for p in problems:
+            err_console.print(f"  regressed: {p}")
+    raise typer.Exit(1 if problems or batch.failures else 0)
