@@ -1,0 +1,63 @@
+"""Does the semantic map matter, and is the model robust to the segmenter?
+
+Scores a checkpoint on labelme_val (256x256, 0-255) with: its real maps (felzenszwalb, default settings),
+a blank map (one segment), a shuffled map (another image's labels), and felzenszwalb at several
+granularities (the spread of PSNR across segmenter settings).
+
+    python benchmarks/semantic_ablation.py [--checkpoint FILE] [--limit N]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from srin_cli.build import shipped_model_path
+from srin_cli.data.io import read_image, read_mask
+from srin_cli.data.pairing import list_images, pair_items
+from srin_cli.harmonizer import Harmonizer
+from srin_cli.metrics import score, summarize
+from srin_cli.segmentation import create_segmenter
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--limit", type=int)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    h = Harmonizer.from_checkpoint(args.checkpoint or shipped_model_path("default"), "cpu")
+    root = SHARED / "labelme_val"
+    items = pair_items(list_images(root / "composite_images")[: args.limit], root / "composite_images", root / "masks", root / "real_images")
+    data = []
+    for it in items:
+        comp = read_image(it.composite)
+        data.append((comp, read_image(it.real), read_mask(it.mask, comp.shape[:2])))
+    default = create_segmenter("felzenszwalb")
+    base_labels = [default(c) for c, _, _ in data]
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(data))
+    perm = np.where(perm == np.arange(len(data)), (perm + 1) % len(data), perm)
+    variants = {
+        "real maps (felzenszwalb, scale 200)": base_labels,
+        "blank map (one segment)": [np.ones(c.shape[:2], np.int32) for c, _, _ in data],
+        "shuffled maps (another image's)": [cv2.resize(base_labels[j], data[i][0].shape[1::-1], interpolation=cv2.INTER_NEAREST)
+                                            for i, j in enumerate(perm)],
+    }
+    for scale in (50, 100, 500, 1000):
+        seg = create_segmenter("felzenszwalb", scale=scale)
+        variants[f"felzenszwalb scale {scale}"] = [seg(c) for c, _, _ in data]
+    print("| semantic map | MSE | fMSE | PSNR |\n|---|---|---|---|")
+    for name, labels in variants.items():
+        rows = [score(h(c, m, lab), r, m) for (c, r, m), lab in zip(data, labels)]
+        s = summarize(rows)[0]
+        print(f"| {name} | {s['mse']:.2f} | {s['fmse']:.2f} | {s['psnr']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
