@@ -20,6 +20,7 @@ def train(
     lr: Annotated[float, typer.Option(min=0.0, help="Initial Adam learning rate.")] = 1e-3,
     image_size: Annotated[int, typer.Option(min=32, help="Training resolution (multiple of 16).")] = 256,
     widths: Annotated[str, typer.Option(help="U-Net widths per level, comma-separated.")] = "16,32,64,128",
+    loss: Annotated[str, typer.Option(help="l1 (the paper's, whole image) or fn-l1 (foreground-normalized L1).")] = "l1",
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt after an interruption.")] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")] = None,
@@ -35,6 +36,10 @@ def train(
     with handled_errors():
         if norm not in NORMS:
             raise ValueError(f"unknown --norm {norm!r}; choose one of {', '.join(NORMS)}")
+        from ..training.loop import LOSSES
+
+        if loss not in LOSSES:
+            raise ValueError(f"unknown --loss {loss!r}; choose one of {', '.join(LOSSES)}")
         if image_size % 16:
             raise ValueError(f"--image-size must be a multiple of 16, got {image_size}")
         try:
@@ -45,7 +50,7 @@ def train(
 
         cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, norm=norm, epochs=epochs,
                           batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, widths=width_list,
-                          limit=limit, val_limit=val_limit, workers=workers, device=resolve_device(device), threads=threads)
+                          limit=limit, val_limit=val_limit, loss=loss, workers=workers, device=resolve_device(device), threads=threads)
         log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
         with make_progress(quiet) as progress:
             final = run(cfg, resume=resume, progress=progress, log=log)
