@@ -1,6 +1,8 @@
 """Batch plumbing shared by the commands: inputs, output paths, the per-file loop with failures collected."""
 from __future__ import annotations
 
+import fnmatch
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +41,36 @@ def output_path(out_dir: Path, name: str, source: Path, fmt: str = "png", suffix
 
 
 def refuse_overwriting_inputs(out_dir: Path, input_dirs: Iterable[Path | None]) -> None:
+    """The output checks: ``out_dir`` (or the nearest existing parent) must be a folder, and not an input folder."""
+    for p in (out_dir, *out_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UsageError(f"{p} exists and is not a folder; choose another -o/--out")
+            break
     out = out_dir.resolve()
     for d in input_dirs:
         if d is not None and d.exists() and d.resolve() == out:
             raise UsageError(f"refusing to write into the input folder {d}; choose another -o/--out")
+
+
+STALE_PART = ".*.part"  # the hidden temp files of data.io._atomic_write: .NAME.XXXXXXXX.part
+
+
+def clean_stale_parts(out_dir: Path) -> list[Path]:
+    """Remove temp files a killed run left in ``out_dir`` (recursively): regular files named ``.*.part`` only.
+
+    Writes go to such a file and are renamed when complete, so a leftover one is never a finished output.
+    Returns the removed paths."""
+    removed: list[Path] = []
+    if not out_dir.is_dir():
+        return removed
+    for folder, _dirs, names in os.walk(out_dir):  # does not follow symlinked folders
+        for name in fnmatch.filter(names, STALE_PART):
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 @dataclass
@@ -58,6 +86,8 @@ class BatchReport:
 
 def run_batch(items: list, work: Callable, describe: Callable, progress, warn: Callable[[str], None], label: str) -> BatchReport:
     """Call ``work(item)`` for each item; it returns True (done) or False (skipped). Errors are collected."""
+    from rich.markup import escape
+
     from .errors import SrinError
 
     report = BatchReport()
@@ -74,6 +104,6 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, warn: C
         except (SrinError, ValueError, OSError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             report.failures.append((name, msg))
-            warn(f"[yellow]failed[/] {name}: {msg}")
+            warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
         progress.update(task, advance=1)
     return report

@@ -9,7 +9,8 @@ from enum import Enum
 import typer
 from rich.console import Console
 
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a message stays on one line whatever the width (no wrapping at 80 columns in logs and pipes)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Device(str, Enum):
@@ -30,7 +31,9 @@ def resolve_device(device: Device | str) -> str:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -50,6 +53,17 @@ def handled_errors():
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130)
+
+
+def print_path(path: str) -> None:
+    """One written path per line on stdout, byte for byte, even when the name is not valid UTF-8 (Linux allows
+    any bytes in a name; Python keeps them as surrogates, which a strict stdout refuses to encode)."""
+    try:
+        print(path)
+    except UnicodeEncodeError:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(os.fsencode(path) + b"\n")
+        sys.stdout.buffer.flush()
 
 
 def make_progress(quiet: bool = False):

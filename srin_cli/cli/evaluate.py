@@ -65,8 +65,9 @@ def evaluate(
             raise ValueError(f"{dataset}: evaluation needs composite_images/, masks/ and real_images/")
         comps = list_images(layout["composite_images"])[:limit]
         items = pair_items(comps, layout["composite_images"], layout["masks"], layout["real_images"])
-        unscored = [i for i in items if i.real is None and i.mask is not None]  # no ground truth: nothing to score
-        items = [i for i in items if not (i.real is None and i.mask is not None)]
+        # no ground truth: nothing to score (an ambiguous real image, x.png and x.jpg, is a failure instead)
+        unscored = [i for i in items if i.real is None and i.mask is not None and i.error.startswith("no real image")]
+        items = [i for i in items if i not in unscored]
         run = None
         seg = None
         if predictions is None:
@@ -130,21 +131,22 @@ def evaluate(
         if baseline is not None:
             problems += compare_baseline(baseline, rows, summary, psnr_tolerance, fmse_tolerance)
     if not quiet:
+        from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title=f"{dataset} ({method if predictions is None else predictions})")
+        table = Table(title=escape(f"{dataset} ({method if predictions is None else predictions})"))
         for f in SUMMARY_FIELDS:
             table.add_column(f, justify="right")
         for r in summary:
             table.add_row(r["subset"], str(r["count"]), *(f"{r[k]:.2f}" for k in ("mse", "fmse", "psnr", "fpsnr")))
-        err_console.print(table)
+        err_console.print(table, soft_wrap=False)
         if unscored:
-            err_console.print(f"{len(unscored)} composites have no real image and were not scored")
-        err_console.print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}; {len(batch.failures)} failed")
+            err_console.print(f"{len(unscored)} composites have no real image and were not scored", markup=False)
+        err_console.print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}; {len(batch.failures)} failed", markup=False)
     for name, msg in batch.failures:
-        err_console.print(f"  failed: {name}: {msg}")
+        err_console.print(f"  failed: {name}: {msg}", markup=False)
     if problems:
         err_console.print(f"[bold red]quality gate failed[/] ({len(problems)}):")
         for p in problems:
-            err_console.print(f"  regressed: {p}")
+            err_console.print(f"  regressed: {p}", markup=False)
     raise typer.Exit(1 if problems or batch.failures else 0)

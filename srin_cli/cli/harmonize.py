@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Device, err_console, handled_errors, make_progress, resolve_device
+from .common import Device, err_console, handled_errors, make_progress, print_path, resolve_device
 from .options import (MODEL, OUTPUT, BackendOpt, DeviceOpt, IouOpt, MaskSuffixOpt, MatchOpt, MinSizeOpt, OverwriteOpt,
                       PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt, StabilityOpt,
                       segmenter_kwargs)
@@ -56,7 +56,7 @@ def harmonize(
     Prints the written paths on stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
     with handled_errors():
-        from ..batch import FORMATS, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
+        from ..batch import FORMATS, clean_stale_parts, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
         from ..data.io import read_image, read_labels, read_mask, write_image, write_labels
         from ..data.pairing import pair_items
         from ..harmonizer import make_method
@@ -67,6 +67,9 @@ def harmonize(
         inputs, masks = resolve_layout(inputs, masks)
         files, base = collect_inputs(inputs, recursive)
         refuse_overwriting_inputs(out, [base, masks, maps, *{f.parent for f in files}])
+        for folder in (out, maps):  # temp files a killed run left behind
+            if folder is not None:
+                clean_stale_parts(folder)
         items = pair_items(files, base, masks, rule=match, suffix=mask_suffix)
         dev = resolve_device(device)
         seg_kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
@@ -106,10 +109,10 @@ def harmonize(
                           "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}))
     else:
         for path in written:
-            print(path)
+            print_path(path)
     if not quiet:
         err_console.print(f"{report.done} images written to {out}/, {report.skipped} skipped (already there), "
-                          f"{len(report.failures)} failed")
+                          f"{len(report.failures)} failed", markup=False)
         for name, msg in report.failures:
-            err_console.print(f"  failed: {name}: {msg}")
+            err_console.print(f"  failed: {name}: {msg}", markup=False)
     raise typer.Exit(report.exit_code)

@@ -34,3 +34,7 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_
 
 for command in (segment, harmonize, evaluate, train):
     app.command()(command)
+
+
+if __name__ == "__main__":
+    app()

@@ -30,7 +30,7 @@ def segment(
 ) -> None:
     """Write one semantic label map (lossless 16-bit PNG, 0 = no segment, 1..N) and one colour preview per image."""
     with handled_errors():
-        from ..batch import collect_inputs, refuse_overwriting_inputs, run_batch
+        from ..batch import clean_stale_parts, collect_inputs, refuse_overwriting_inputs, run_batch
         from ..data.io import read_image, write_image, write_labels
         from ..data.pairing import Item
         from ..segmentation import create_segmenter
@@ -38,6 +38,7 @@ def segment(
 
         files, base = collect_inputs(images, recursive)
         refuse_overwriting_inputs(out, [base, *[f.parent for f in files]])
+        clean_stale_parts(out)  # temp files a killed run left behind
         kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
                               stability_score_thresh, scale, min_size, resolve_device(device) if segmenter == "sam" else "cpu")
         seg = create_segmenter(segmenter, **kw)
@@ -56,5 +57,5 @@ def segment(
             report = run_batch(items, work, lambda i: str(i.composite), progress,
                                (lambda m: None) if quiet else progress.console.print, "segment")
     if not quiet:
-        err_console.print(f"{report.done} maps written to {out}, {report.skipped} skipped (exist), {len(report.failures)} failed")
+        err_console.print(f"{report.done} maps written to {out}, {report.skipped} skipped (exist), {len(report.failures)} failed", markup=False)
     raise typer.Exit(report.exit_code)

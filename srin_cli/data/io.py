@@ -42,7 +42,7 @@ def _open(path: Path) -> Image.Image:
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = str(exc).splitlines()[0].replace(f" '{path}'", "") if str(exc) else type(exc).__name__  # the path is said once
         raise InputError(f"{path}: not a readable image ({msg})") from None
     try:
         return ImageOps.exif_transpose(img)

@@ -7,6 +7,8 @@ Matching rules (``--match``):
 * ``iharmony4``  ``c1_1_4.jpg`` -> mask ``c1_1.png`` -> real ``c1.jpg`` (drop one ``_N`` per step);
 * ``auto``       (default) the same stem first, then the iHarmony4 rule.
 Real images (for evaluation) are found by the same stem or by dropping ``_N`` parts.
+Two files with one stem (``x.png`` and ``x.jpg``) are never guessed between: composites that would write the
+same output, or a mask / real image that is ambiguous, make that item fail with a message naming both files.
 """
 from __future__ import annotations
 
@@ -37,12 +39,12 @@ def list_images(root: Path, recursive: bool = False) -> list[Path]:
     return sorted(p for p in root.glob(pattern) if is_image_file(p))
 
 
-def _index(folder: Path) -> dict[str, Path]:
-    """stem -> file for the images of a folder (the first extension in IMAGE_EXTENSIONS order wins)."""
-    found: dict[str, Path] = {}
+def _index(folder: Path) -> dict[str, list[Path]]:
+    """stem -> the image files of a folder with that stem (usually one; more is ambiguous)."""
+    found: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir(), key=lambda p: (p.stem, _ext_rank(p))) if folder.is_dir() else []:
         if is_image_file(p):
-            found.setdefault(p.stem, p)
+            found.setdefault(p.stem, []).append(p)
     return found
 
 
@@ -79,15 +81,19 @@ class FolderIndex:
 
     def __init__(self, root: Path):
         self.root = root
-        self._cache: dict[Path, dict[str, Path]] = {}
+        self._cache: dict[Path, dict[str, list[Path]]] = {}
 
     def find(self, rel_dir: Path, stems: list[str]) -> Path | None:
+        """The file for the first stem found; InputError if two files share it (x.png and x.jpg): never a guess."""
         folder = self.root / rel_dir
         if folder not in self._cache:
             self._cache[folder] = _index(folder)
         for s in stems:
-            if s in self._cache[folder]:
-                return self._cache[folder][s]
+            files = self._cache[folder].get(s)
+            if files and len(files) > 1:
+                raise InputError(f"ambiguous: {' and '.join(f.name for f in files)} in {folder} have the same name; keep one")
+            if files:
+                return files[0]
         return None
 
 
@@ -97,26 +103,31 @@ def pair_items(composites: list[Path], base: Path | None, masks: Path | None, re
     mask_index = FolderIndex(masks) if masks else None
     real_index = FolderIndex(reals) if reals else None
     items: list[Item] = []
-    seen: dict[str, Path] = {}
-    for comp in composites:
-        rel = comp.relative_to(base) if base and base in comp.parents else Path(comp.name)
+    unique = list(dict.fromkeys(composites))  # the same file given twice is done once
+    rels = [comp.relative_to(base) if base and base in comp.parents else Path(comp.name) for comp in unique]
+    by_name: dict[str, list[Path]] = {}
+    for comp, rel in zip(unique, rels):
+        by_name.setdefault(str(rel.with_suffix("")), []).append(comp)
+    for comp, rel in zip(unique, rels):
         rel_dir = rel.parent
         name = str(rel.with_suffix(""))
         item = Item(composite=comp, mask=None, name=name)
-        if name in seen:
-            item.error = f"duplicate name {name!r}: {seen[name].name} and {comp.name} would write the same output"
-            items.append(item)
-            continue
-        seen[name] = comp
-        if mask_index is not None:
-            item.mask = mask_index.find(rel_dir, mask_candidates(comp.stem, rule, suffix))
-            if item.mask is None:
-                item.error = f"no mask for {comp.name} in {masks / rel_dir} (rule {rule!r})"
-        if real_index is not None:
-            item.real = real_index.find(rel_dir, strip_parts(comp.stem, 2))
-            if item.real is None and item.error is None:
-                item.error = f"no real image for {comp.name} in {reals / rel_dir}"
         items.append(item)
+        if len(by_name[name]) > 1:  # x.png and x.jpg: one output name, one semantic map; which was meant is unknown
+            others = ", ".join(str(p) for p in by_name[name] if p != comp)
+            item.error = f"same name {name!r} as {others} (both would write one output); rename one"
+            continue
+        try:
+            if mask_index is not None:
+                item.mask = mask_index.find(rel_dir, mask_candidates(comp.stem, rule, suffix))
+                if item.mask is None:
+                    item.error = f"no mask for {comp.name} in {masks / rel_dir} (rule {rule!r})"
+            if real_index is not None:
+                item.real = real_index.find(rel_dir, strip_parts(comp.stem, 2))
+                if item.real is None and item.error is None:
+                    item.error = f"no real image for {comp.name} in {reals / rel_dir}"
+        except InputError as exc:
+            item.error = str(exc)
     return items
 
 
