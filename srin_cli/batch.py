@@ -14,15 +14,21 @@ from .errors import InputError, UsageError
 FORMATS = ("png", "jpg", "same")
 
 
-def collect_inputs(inputs: list[Path], recursive: bool = False) -> tuple[list[Path], Path | None]:
-    """Files from folders, single files, or '-' (one path per line on stdin). Returns (files, base folder)."""
+def collect_inputs(inputs: list[Path], recursive: bool = False, exclude: Path | None = None) -> tuple[list[Path], Path | None]:
+    """Files from folders, single files, or '-' (one path per line on stdin). Returns (files, base folder).
+
+    Files below ``exclude`` (the output folder, when it sits inside an input folder) are left out, so a
+    rerun does not take srin's own outputs for inputs."""
     files: list[Path] = []
     base: Path | None = None
     for src in inputs:
         if str(src) == "-":
             files += [Path(line.strip()) for line in sys.stdin if line.strip()]
         elif src.is_dir():
-            files += list_images_or_fail(src, recursive)
+            found = list_images_or_fail(src, recursive)
+            if exclude is not None and exclude.resolve() != src.resolve():
+                found = [f for f in found if exclude.resolve() not in f.resolve().parents]
+            files += found
             base = src if base is None else base
         elif src.exists():
             files.append(src)
@@ -107,3 +113,16 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, warn: C
             warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
         progress.update(task, advance=1)
     return report
+
+
+def cached_labels(maps: Path | None, name: str, image, segmenter):
+    """The label map for ``name``: read from ``maps`` when there, else segmented (and saved when ``maps`` is set)."""
+    from .data.io import read_labels, write_labels
+
+    path = maps / f"{name}.png" if maps is not None else None
+    if path is not None and path.exists():
+        return read_labels(path, image.shape[:2])
+    labels = segmenter(image)
+    if path is not None:
+        write_labels(path, labels)
+    return labels

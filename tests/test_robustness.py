@@ -521,3 +521,22 @@ def test_kill_9_leaves_no_partial_output_and_a_rerun_completes(tmp_path, tiny_ch
     assert not list(out.rglob("*.part"))
     assert outputs(out) == expected
     assert snapshot(out) == {out / p.relative_to(ref): b for p, b in snapshot(ref).items()}  # same bytes as uninterrupted
+
+
+def test_zero_one_masks_are_binary(tmp_path):
+    from srin_cli.data.io import read_mask
+
+    m = np.zeros((8, 8), np.uint8)
+    m[2:5, 2:5] = 1
+    Image.fromarray(m).save(tmp_path / "m01.png")
+    mask = read_mask(tmp_path / "m01.png")
+    assert mask.max() == 1.0 and mask.sum() == 9
+
+
+def test_recursive_with_output_inside_the_input_folder(tmp_path, tiny_checkpoint):
+    comps, masks = new_batch(tmp_path / "in", n=2)
+    out = comps / "harmonized"
+    for _ in range(2):  # the second run must not take the first run's outputs for inputs
+        r = run("harmonize", comps, "--masks", masks, "-o", out, "--recursive", "--checkpoint", tiny_checkpoint)
+        assert r.exit_code == 0, r.output
+    assert len(outputs(out)) == 2

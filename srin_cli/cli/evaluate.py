@@ -54,8 +54,8 @@ def evaluate(
     with handled_errors():
         import numpy as np
 
-        from ..batch import run_batch
-        from ..data.io import read_image, read_labels, read_mask, write_labels
+        from ..batch import cached_labels, run_batch
+        from ..data.io import read_image, read_mask
         from ..data.pairing import FolderIndex, dataset_layout, list_images, pair_items
         from ..harmonizer import make_method
         from ..metrics import resize_for_scoring, score, summarize
@@ -92,15 +92,7 @@ def evaluate(
                 pred = read_image(pred_path)
             else:
                 comp = read_image(item.composite)
-                labels = None
-                if run.needs_labels:
-                    path = maps / f"{item.name}.png" if maps else None
-                    if path is not None and path.exists():
-                        labels = read_labels(path, comp.shape[:2])
-                    else:
-                        labels = seg(comp)
-                        if path is not None:
-                            write_labels(path, labels)
+                labels = cached_labels(maps, item.name, comp, seg) if run.needs_labels else None
                 pred = run(comp, read_mask(item.mask, comp.shape[:2]), labels)
             if pred.shape != real.shape:
                 raise ValueError(f"prediction is {pred.shape[1]}x{pred.shape[0]} but the real image is {real.shape[1]}x{real.shape[0]}")

@@ -56,8 +56,8 @@ def harmonize(
     Prints the written paths on stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
     with handled_errors():
-        from ..batch import FORMATS, clean_stale_parts, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
-        from ..data.io import read_image, read_labels, read_mask, write_image, write_labels
+        from ..batch import FORMATS, cached_labels, clean_stale_parts, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
+        from ..data.io import read_image, read_mask, write_image
         from ..data.pairing import pair_items
         from ..harmonizer import make_method
         from ..segmentation import create_segmenter
@@ -65,7 +65,7 @@ def harmonize(
         if fmt not in FORMATS:
             raise ValueError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
         inputs, masks = resolve_layout(inputs, masks)
-        files, base = collect_inputs(inputs, recursive)
+        files, base = collect_inputs(inputs, recursive, exclude=out)
         refuse_overwriting_inputs(out, [base, masks, maps, *{f.parent for f in files}])
         for folder in (out, maps):  # temp files a killed run left behind
             if folder is not None:
@@ -78,25 +78,14 @@ def harmonize(
         run = make_method(method, model, checkpoint, dev, seg)
         written: list[str] = []
 
-        def labels_for(item, image):
-            if not run.needs_labels:
-                return None
-            if maps is None:
-                return seg(image)
-            path = maps / f"{item.name}.png"
-            if path.exists():
-                return read_labels(path, image.shape[:2])
-            labels = seg(image)
-            write_labels(path, labels)
-            return labels
-
         def work(item) -> bool:
             target = output_path(out, item.name, item.composite, fmt, suffix)
             if target.exists() and not overwrite:
                 return False
             image = read_image(item.composite)
             mask = read_mask(item.mask, image.shape[:2])
-            result = run(image, mask, labels_for(item, image))
+            labels = cached_labels(maps, item.name, image, seg) if run.needs_labels else None
+            result = run(image, mask, labels)
             write_image(target, result, quality)
             written.append(str(target))
             return True

@@ -36,7 +36,7 @@ def segment(
         from ..segmentation import create_segmenter
         from ..semantic import colorize_labels
 
-        files, base = collect_inputs(images, recursive)
+        files, base = collect_inputs(images, recursive, exclude=out)
         refuse_overwriting_inputs(out, [base, *[f.parent for f in files]])
         clean_stale_parts(out)  # temp files a killed run left behind
         kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,

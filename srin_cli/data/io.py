@@ -86,6 +86,8 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
             arr = np.asarray(img.getchannel("A"))  # a cut-out: the alpha is the mask
         else:
             arr = np.asarray(img.convert("L"))
+    if arr.max(initial=0) == 1 and img.mode in ("L", "P", "1", "I", "I;16", "I;16B", "I;16L"):
+        arr = arr * 255  # a 0/1 label mask (common in datasets), not an almost-black soft mask
     mask = arr.astype(np.float32) / 255.0
     if size is not None and mask.shape != tuple(size):
         h, w = size
