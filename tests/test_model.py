@@ -20,11 +20,13 @@ def _inputs(b=2, s=64, seed=0, fg=0.3):
     return image, mask, semantic
 
 
-@pytest.mark.parametrize("norm", list(NORMS))
-def test_shapes_gradients_and_no_nan(norm):
+@pytest.mark.parametrize("norm,global_branch", [(n, False) for n in NORMS] + [("srin", True)])
+def test_shapes_gradients_and_no_nan(norm, global_branch):
     torch.manual_seed(0)
-    model = build_model(norm, **TINY)
+    model = build_model(norm, global_branch=global_branch, **TINY)
     torch.nn.init.normal_(model.head.weight, std=0.1)  # the head starts at zero (identity); open it up
+    if global_branch:
+        torch.nn.init.normal_(model.global_head[-1].weight, std=0.1)
     image, mask, semantic = _inputs()
     out = model(image, mask, semantic)
     assert out.shape == image.shape

@@ -21,6 +21,7 @@ def train(
     image_size: Annotated[int, typer.Option(min=32, help="Training resolution (multiple of 16).")] = 256,
     widths: Annotated[str, typer.Option(help="U-Net widths per level, comma-separated.")] = "16,32,64,128",
     loss: Annotated[str, typer.Option(help="l1 (the paper's, whole image) or fn-l1 (foreground-normalized L1).")] = "l1",
+    global_branch: Annotated[bool, typer.Option("--global-branch/--no-global-branch", help="Add a global colour branch (fg/bg feature statistics -> one affine transform for the foreground).")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt after an interruption.")] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")] = None,
@@ -50,7 +51,7 @@ def train(
 
         cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, norm=norm, epochs=epochs,
                           batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, widths=width_list,
-                          limit=limit, val_limit=val_limit, loss=loss, workers=workers, device=resolve_device(device), threads=threads)
+                          limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads)
         log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
         with make_progress(quiet) as progress:
             final = run(cfg, resume=resume, progress=progress, log=log)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .norms import create_norm
+from .norms import create_norm, region_stats
 
 AFFINE_CHANNELS = 12
 
@@ -25,6 +25,9 @@ class UNetConfig:
     semantic_channels: int = 3
     # decoder levels (counted from the bottleneck: 0 = bottleneck, 1 = next) that get the region norm
     norm_levels: tuple[int, ...] = (0, 1)
+    # a global colour branch: foreground/background statistics of the bottleneck features -> one affine
+    # transform for the whole foreground, added to the per-pixel one
+    global_branch: bool = False
     image_size: int = 256
 
     def to_dict(self) -> dict:
@@ -84,6 +87,11 @@ class HarmonizationUNet(nn.Module):
             if level in config.norm_levels:
                 self.norms[str(level)] = create_norm(config.norm, c_skip, config.semantic_channels)
         self.head = nn.Conv2d(w[0], AFFINE_CHANNELS, 1)
+        self.global_head = None
+        if config.global_branch:
+            self.global_head = nn.Sequential(nn.Linear(4 * w[-1], w[-1]), nn.LeakyReLU(0.2, inplace=True), nn.Linear(w[-1], AFFINE_CHANNELS))
+            nn.init.zeros_(self.global_head[-1].weight)
+            nn.init.zeros_(self.global_head[-1].bias)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -118,12 +126,18 @@ class HarmonizationUNet(nn.Module):
             x = block(x)
             skips.append(x)
         x = self.bottleneck(self._norm(0, skips[-1], mask, semantic))
+        global_params = None
+        if self.global_head is not None:
+            m = resize_to(mask, x.shape[2:])
+            stats = [*region_stats(x, m), *region_stats(x, 1 - m)]
+            global_params = self.global_head(torch.cat([t.flatten(1) for t in stats], dim=1))[:, :, None, None]
         for level, (fuse, conv) in enumerate(self.dec, start=1):
             skip = skips[-1 - level]
             x = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
             x = fuse(torch.cat([x, skip], dim=1))
             x = conv(self._norm(level, x, mask, semantic))
-        return self.head(x)
+        params = self.head(x)
+        return params if global_params is None else params + global_params
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         """Harmonized composite at the input's size: T(I_c) * M_b + I_c * (1 - M_b)."""

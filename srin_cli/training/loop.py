@@ -43,6 +43,7 @@ class TrainConfig:
     segmenter: str = "felzenszwalb"
     vary_segmentation: bool = True
     loss: str = "l1"
+    global_branch: bool = False
     threads: int | None = None
 
     def milestones(self) -> list[int]:
@@ -113,7 +114,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
     val_ds = open_dataset(Path(cfg.val), cfg.image_size, segmenter, "test", cfg.val_limit) if cfg.val else None
 
     _seed_everything(cfg.seed)
-    model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size).to(device)
+    model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     start_epoch, history, best = 0, [], -math.inf
     last = out / "last.pt"
