@@ -90,29 +90,78 @@ class BatchReport:
         return 1 if self.failures else 0
 
 
-def run_batch(items: list, work: Callable, describe: Callable, progress, warn: Callable[[str], None], label: str) -> BatchReport:
-    """Call ``work(item)`` for each item; it returns True (done) or False (skipped). Errors are collected."""
+def run_batch(items: list, work: Callable, describe: Callable, progress, warn: Callable[[str], None], label: str,
+              load: Callable | None = None, workers: int = 0) -> BatchReport:
+    """Call ``work(item)`` (or ``work(item, load(item))``) for each item; it returns True (done) or False
+    (skipped). Errors are collected per item, never raised.
+
+    With ``load``, decoding and segmentation run in ``workers`` threads ahead of the model (at most
+    2 x workers items in flight), so reading files overlaps with compute; ``workers=0`` loads inline.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     from rich.markup import escape
 
     from .errors import SrinError
 
     report = BatchReport()
     task = progress.add_task(label, total=len(items))
-    for item in items:
-        name = describe(item)
-        try:
-            if getattr(item, "error", None):
-                raise InputError(item.error)
-            if work(item):
-                report.done += 1
-            else:
-                report.skipped += 1
-        except (SrinError, ValueError, OSError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            report.failures.append((name, msg))
-            warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
-        progress.update(task, advance=1)
+    pool = ThreadPoolExecutor(max_workers=workers) if load is not None and workers > 0 else None
+    window = 2 * workers if pool is not None else 1
+    upcoming = iter(items)
+    pending: deque = deque()
+
+    def refill() -> None:
+        while len(pending) < window:
+            item = next(upcoming, None)
+            if item is None:
+                return
+            ready = pool is not None and not getattr(item, "error", None)
+            pending.append((item, pool.submit(load, item) if ready else None))
+
+    try:
+        refill()
+        while pending:
+            item, future = pending.popleft()
+            refill()  # keep the loaders busy while this item is processed
+            name = describe(item)
+            try:
+                if getattr(item, "error", None):
+                    raise InputError(item.error)
+                if load is None:
+                    ok = work(item)
+                else:
+                    ok = work(item, future.result() if future is not None else load(item))
+                if ok:
+                    report.done += 1
+                else:
+                    report.skipped += 1
+            except (SrinError, ValueError, OSError) as exc:
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                report.failures.append((name, msg))
+                warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
+            progress.update(task, advance=1)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return report
+
+
+def shard(items: list, spec: str | None, key: Callable) -> list:
+    """``K/N``: the items whose stable hash of ``key(item)`` falls in shard K of N (1-based). Every item lands
+    in exactly one shard, whatever the order or the machine, so N workers cover a folder exactly once."""
+    import zlib
+
+    if not spec:
+        return items
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like K/N (e.g. 2/8), got {spec!r}") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise UsageError(f"--shard K/N needs 1 <= K <= N, got {spec!r}")
+    return [it for it in items if zlib.crc32(key(it).encode("utf-8", "surrogateescape")) % n == k - 1]
 
 
 def cached_labels(maps: Path | None, name: str, image, segmenter):

@@ -178,3 +178,19 @@ def test_default_model_beats_the_composite_on_labelme_val(tmp_path):
     row = next(csv.DictReader(open(tmp_path / "summary.csv")))
     assert int(row["count"]) == 248
     assert float(row["psnr"]) > 24.40 and float(row["fmse"]) < 1821.88
+
+
+def test_shards_cover_every_input_once_and_workers_do_not_change_results(tmp_path, tiny_checkpoint):
+    root = make_pairs(tmp_path / "many", n=9, size=(32, 48))
+    seen = []
+    for k in (1, 2, 3):
+        r = run("harmonize", root, "-o", tmp_path / f"s{k}", "--checkpoint", tiny_checkpoint, "--shard", f"{k}/3", "--workers", "0")
+        assert r.exit_code == 0, r.output
+        seen += [p.name for p in (tmp_path / f"s{k}").glob("*.png")]
+    assert sorted(seen) == sorted(p.name for p in (root / "composite_images").glob("*.png"))
+    r = run("harmonize", root, "-o", tmp_path / "w2", "--checkpoint", tiny_checkpoint, "--workers", "2")
+    assert r.exit_code == 0, r.output
+    for name in seen:
+        shard_file = next(tmp_path.glob(f"s*/{name}"))
+        assert np.array_equal(read_image(shard_file), read_image(tmp_path / "w2" / name))
+    _one_line_error(run("harmonize", root, "-o", tmp_path / "x", "--shard", "4/3"))

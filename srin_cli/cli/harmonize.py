@@ -47,6 +47,8 @@ def harmonize(
     min_size: MinSizeOpt = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
+    shard_spec: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (stable hash of the name), so N workers cover a folder exactly once.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
     device: DeviceOpt = Device.auto,
     quiet: QuietOpt = False,
@@ -56,7 +58,7 @@ def harmonize(
     Prints the written paths on stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
     with handled_errors():
-        from ..batch import FORMATS, cached_labels, clean_stale_parts, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
+        from ..batch import FORMATS, cached_labels, clean_stale_parts, shard, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
         from ..data.io import read_image, read_mask, write_image
         from ..data.pairing import pair_items
         from ..harmonizer import make_method
@@ -78,21 +80,30 @@ def harmonize(
         run = make_method(method, model, checkpoint, dev, seg)
         written: list[str] = []
 
-        def work(item) -> bool:
+        def load(item):
+            """Decode and segment (in loader threads with --workers); None when the output already exists."""
             target = output_path(out, item.name, item.composite, fmt, suffix)
             if target.exists() and not overwrite:
-                return False
+                return None
             image = read_image(item.composite)
             mask = read_mask(item.mask, image.shape[:2])
             labels = cached_labels(maps, item.name, image, seg) if run.needs_labels else None
-            result = run(image, mask, labels)
-            write_image(target, result, quality)
+            return target, image, mask, labels
+
+        def work(item, loaded) -> bool:
+            if loaded is None:
+                return False
+            target, image, mask, labels = loaded
+            write_image(target, run(image, mask, labels), quality)
             written.append(str(target))
             return True
 
+        items = shard(items, shard_spec, key=lambda i: i.name)
+        if segmenter == "sam":
+            workers = min(workers, 1)  # SamAutomaticMaskGenerator keeps per-image state: one loader thread
         with make_progress(quiet) as progress:
             report = run_batch(items, work, lambda i: str(i.composite), progress,
-                               (lambda m: None) if quiet else progress.console.print, "harmonize")
+                               (lambda m: None) if quiet else progress.console.print, "harmonize", load=load, workers=workers)
     if as_json:
         print(json.dumps({"out": str(out), "written": report.done, "skipped": report.skipped,
                           "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}))
