@@ -137,8 +137,8 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, warn: C
                     report.done += 1
                 else:
                     report.skipped += 1
-            except (SrinError, ValueError, OSError) as exc:
-                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            except (SrinError, ValueError, OSError, RuntimeError, MemoryError) as exc:  # torch raises RuntimeError
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 report.failures.append((name, msg))
                 warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
             progress.update(task, advance=1)

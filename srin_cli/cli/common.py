@@ -53,6 +53,13 @@ def handled_errors():
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if os.environ.get("SRIN_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        fail(f"unexpected {type(exc).__name__}: {first[:300]} (run with SRIN_DEBUG=1 for the traceback)", 1)
 
 
 def print_path(path: str) -> None:
@@ -81,6 +88,3 @@ def make_progress(quiet: bool = False):
         transient=False,
     )
 
-
-def env_or(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
