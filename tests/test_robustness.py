@@ -540,3 +540,30 @@ def test_recursive_with_output_inside_the_input_folder(tmp_path, tiny_checkpoint
         r = run("harmonize", comps, "--masks", masks, "-o", out, "--recursive", "--checkpoint", tiny_checkpoint)
         assert r.exit_code == 0, r.output
     assert len(outputs(out)) == 2
+
+
+def test_kill_9_during_train_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """A real SIGKILL in the middle of training; --resume must end with the same epochs, checkpoints and loss."""
+    root = tmp_path / "photos"
+    make_pairs(root, n=6, size=(32, 32))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    args = ["train", str(root), "--widths", "4,8,8,8", "--image-size", "32", "--batch-size", "2", "--epochs", "4",
+            "--seed", "5", "--threads", "1", "-q"]
+    cmd = [sys.executable, "-m", "srin_cli.cli.main", *args]
+    subprocess.run([*cmd, "-o", str(tmp_path / "straight")], env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "-o", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "last.pt").exists():
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # right after the first checkpoint, in the middle of the next epoch
+    proc.wait()
+    subprocess.run([*cmd, "-o", str(killed), "--resume"], env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
+    import csv
+
+    a = list(csv.DictReader(open(tmp_path / "straight" / "log.csv")))
+    b = list(csv.DictReader(open(killed / "log.csv")))
+    assert [r["epoch"] for r in b] == [r["epoch"] for r in a] == ["1", "2", "3", "4"]
+    assert float(b[-1]["train_loss"]) == pytest.approx(float(a[-1]["train_loss"]), rel=1e-3)
+    assert sorted(p.name for p in killed.glob("*.pt")) == sorted(p.name for p in (tmp_path / "straight").glob("*.pt"))
+    assert not list(killed.glob("*.tmp"))
