@@ -112,9 +112,13 @@ class FixedPairs(_Base):
 
     def __init__(self, root: Path, size: int, segmenter, composites: list[Path] | None = None, limit: int | None = None):
         super().__init__(size, segmenter)
-        comp_dir = root / "composite_images"
-        composites = composites if composites is not None else list_images(comp_dir)
-        items = pair_items(composites, comp_dir, root / "masks", root / "real_images")
+        composites = composites if composites is not None else list_images(root / "composite_images")
+        groups: dict[Path, list[Path]] = {}
+        for comp in composites:  # the iHarmony4 root lists several sub-datasets (HCOCO/composite_images/...)
+            groups.setdefault(comp.parent.parent, []).append(comp)
+        items = []
+        for sub, comps in groups.items():
+            items += pair_items(comps, sub / "composite_images", sub / "masks", sub / "real_images", rule="auto")
         bad = [i.error for i in items if i.error]
         if bad:
             raise InputError(f"{root}: {len(bad)} unpaired composites, e.g. {bad[0]}")
@@ -139,8 +143,10 @@ def iharmony4_list(root: Path, split: str = "train") -> list[Path] | None:
     out = []
     for lst in lists:
         for line in lst.read_text().split():
-            # lines are "c1_1_1.jpg" (relative to composite_images) or "HCOCO/composite_images/c1_1_1.jpg"
-            out.append(root / "composite_images" / Path(line).name)
+            # "c1_1_1.jpg" (in composite_images/), "composite_images/c1_1_1.jpg" or, in the iHarmony4 root's
+            # IHD_train.txt, "HCOCO/composite_images/c1_1_1.jpg"
+            p = Path(line)
+            out.append(root / p if len(p.parts) > 1 and p.parts[-2] == "composite_images" else root / "composite_images" / p.name)
     return out
 
 
