@@ -194,3 +194,36 @@ def test_shards_cover_every_input_once_and_workers_do_not_change_results(tmp_pat
         shard_file = next(tmp_path.glob(f"s*/{name}"))
         assert np.array_equal(read_image(shard_file), read_image(tmp_path / "w2" / name))
     _one_line_error(run("harmonize", root, "-o", tmp_path / "x", "--shard", "4/3"))
+
+
+def test_maps_are_reused_by_a_second_run(pairs, tmp_path, tiny_checkpoint, monkeypatch):
+    from srin_cli.segmentation.classical import FelzenszwalbSegmenter
+
+    calls = {"n": 0}
+    original = FelzenszwalbSegmenter.__call__
+
+    def counting(self, image):
+        calls["n"] += 1
+        return original(self, image)
+
+    monkeypatch.setattr(FelzenszwalbSegmenter, "__call__", counting)
+    maps = tmp_path / "maps"
+    assert run("harmonize", pairs, "-o", tmp_path / "a", "--maps", maps, "--checkpoint", tiny_checkpoint).exit_code == 0
+    assert calls["n"] == 4 and len(list(maps.glob("*.png"))) == 4
+    assert run("harmonize", pairs, "-o", tmp_path / "b", "--maps", maps, "--checkpoint", tiny_checkpoint).exit_code == 0
+    assert calls["n"] == 4  # nothing segmented again
+
+
+def test_evaluate_json_and_gate(pairs, tmp_path):
+    r = run("evaluate", pairs, "--method", "identity", "-o", tmp_path / "base", "--json", "-q")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["summary"][0]["subset"] == "all"
+    # the same method against its own baseline passes; a better baseline is a regression with a readable list
+    assert run("evaluate", pairs, "--method", "identity", "-o", tmp_path / "again", "--baseline", tmp_path / "base" / "summary.csv").exit_code == 0
+    better = (tmp_path / "base" / "per_image.csv").read_text().splitlines()
+    header, first = better[0].split(","), better[1].split(",")
+    first[header.index("psnr")] = "99"
+    (tmp_path / "better.csv").write_text("\n".join([better[0], ",".join(first), *better[2:]]) + "\n")
+    r = run("evaluate", pairs, "--method", "identity", "-o", tmp_path / "c", "--baseline", tmp_path / "better.csv")
+    assert r.exit_code == 1 and "regressed" in r.output and first[0] in r.output
+    assert run("evaluate", pairs, "--method", "identity", "-o", tmp_path / "d", "--min-psnr", "99").exit_code == 1

@@ -43,6 +43,7 @@ def evaluate(
     baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A saved summary.csv or per_image.csv: exit 1 on any regression beyond the tolerances.", rich_help_panel=GATE)] = None,
     psnr_tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed PSNR drop against --baseline, dB.", rich_help_panel=GATE)] = 0.1,
     fmse_tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed relative fMSE rise against --baseline (0.05 = 5 %).", rich_help_panel=GATE)] = 0.05,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and any regressions) as JSON on stdout.")] = False,
     device: DeviceOpt = Device.auto,
     quiet: QuietOpt = False,
 ) -> None:
@@ -122,6 +123,11 @@ def evaluate(
         problems = check_thresholds(summary, min_psnr, max_fmse)
         if baseline is not None:
             problems += compare_baseline(baseline, rows, summary, psnr_tolerance, fmse_tolerance)
+    if as_json:
+        import json
+
+        print(json.dumps({"summary": summary, "per_image_csv": str(out / "per_image.csv"), "summary_csv": str(out / "summary.csv"),
+                          "failed": [{"name": n, "error": e} for n, e in batch.failures], "regressions": problems}))
     if not quiet:
         from rich.markup import escape
         from rich.table import Table
