@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-SEMANTIC_CHANNELS = 3
 
 
 def split_by_mask(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ..errors import InputError
 from ..semantic import encode_semantic
 from .io import read_image, read_mask
-from .pairing import list_images, pair_items, strip_parts
+from .pairing import list_images, pair_items
 
 
 def _resize(image: np.ndarray, size: int, interpolation=cv2.INTER_AREA) -> np.ndarray:
@@ -167,4 +167,4 @@ def open_dataset(root: Path, size: int, segmenter, split: str = "train", limit: 
     )
 
 
-__all__ = ["open_dataset", "SynthesizedPairs", "FixedPairs", "strip_parts", "to_tensor"]
+__all__ = ["open_dataset", "SynthesizedPairs", "FixedPairs", "to_tensor"]
