@@ -227,3 +227,26 @@ def test_evaluate_json_and_gate(pairs, tmp_path):
     r = run("evaluate", pairs, "--method", "identity", "-o", tmp_path / "c", "--baseline", tmp_path / "better.csv")
     assert r.exit_code == 1 and "regressed" in r.output and first[0] in r.output
     assert run("evaluate", pairs, "--method", "identity", "-o", tmp_path / "d", "--min-psnr", "99").exit_code == 1
+
+
+def test_recursive_mirrors_the_tree_and_stdin_lists(tmp_path, tiny_checkpoint):
+    from PIL import Image
+
+    comps, masks = tmp_path / "c", tmp_path / "m"
+    rng = np.random.default_rng(0)
+    for sub in ("a", "b/deep"):
+        (comps / sub).mkdir(parents=True)
+        (masks / sub).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(comps / sub / "x.jpg")
+        m = np.zeros((20, 30), np.uint8)
+        m[5:15, 5:20] = 255
+        Image.fromarray(m).save(masks / sub / "x.png")
+    r = run("harmonize", comps, "--masks", masks, "-o", tmp_path / "o", "--recursive", "--checkpoint", tiny_checkpoint)
+    assert r.exit_code == 0, r.output
+    assert sorted(str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o").rglob("*.png")) == ["a/x.png", "b/deep/x.png"]
+    # paths on stdin ('-'), as in `find ... | srin harmonize - --masks ...`
+    listed = f"{comps / 'a' / 'x.jpg'}\n"
+    r = runner.invoke(app, ["harmonize", "-", "--masks", str(masks / "a"), "-o", str(tmp_path / "s"),
+                            "--checkpoint", str(tiny_checkpoint), "--format", "jpg", "--suffix", "_h"], input=listed)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s" / "x_h.jpg").exists()
