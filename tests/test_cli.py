@@ -162,8 +162,9 @@ def test_train_resume_after_interruption(tmp_path, monkeypatch):
     assert float(a[-1]["train_loss"]) == pytest.approx(float(b[-1]["train_loss"]), rel=1e-3)
 
 
-def test_harmonize_sample_inputs_with_shipped_model(tmp_path):
-    r = run("harmonize", REPO / "sample_inputs", "-o", tmp_path / "h")
+@pytest.mark.parametrize("model", ["default", "rain"])
+def test_harmonize_sample_inputs_with_shipped_model(tmp_path, model):
+    r = run("harmonize", REPO / "sample_inputs", "-o", tmp_path / "h", "--model", model)
     assert r.exit_code == 0, r.output
     comps = sorted((REPO / "sample_inputs" / "composite_images").iterdir())
     for comp in comps:
