@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from srin_cli.build import gflops, shipped_model_path

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .data.io import is_image_file, list_images_or_fail
+from .data.io import list_images_or_fail
 from .errors import InputError, UsageError
 
 FORMATS = ("png", "jpg", "same")

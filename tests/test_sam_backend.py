@@ -263,7 +263,6 @@ def test_load_sam_round_trip_vit_b(tmp_path):
 def test_sam_through_the_cli(tmp_path, monkeypatch):
     """`srin segment --segmenter sam --sam-checkpoint ...` and `srin harmonize --segmenter sam` end to end,
     with the tiny random Sam standing in for the user's weights (none can be downloaded here)."""
-    import numpy as np
     from typer.testing import CliRunner
 
     import srin_cli.segmentation.sam as sam_module

@@ -53,7 +53,6 @@ def evaluate(
     foreground-ratio bin (0-5 %, 5-15 %, 15-100 %). 0-255 scale; fMSE = foreground squared error / (3 x fg pixels).
     """
     with handled_errors():
-        import numpy as np
 
         from ..batch import cached_labels, run_batch
         from ..data.io import read_image, read_mask
@@ -86,15 +85,16 @@ def evaluate(
         def work(item) -> bool:
             real = read_image(item.real)
             mask = read_mask(item.mask, real.shape[:2])
+            comp = read_image(item.composite) if run is not None or report is not None else None
             if run is None:
                 pred_path = pred_index.find(Path(item.name).parent, [Path(item.name).name])
                 if pred_path is None:
                     raise FileNotFoundError(2, "no prediction", str(predictions / item.name))
                 pred = read_image(pred_path)
             else:
-                comp = read_image(item.composite)
+                comp_mask = mask if comp.shape == real.shape else read_mask(item.mask, comp.shape[:2])
                 labels = cached_labels(maps, item.name, comp, seg) if run.needs_labels else None
-                pred = run(comp, read_mask(item.mask, comp.shape[:2]), labels)
+                pred = run(comp, comp_mask, labels)
             if pred.shape != real.shape:
                 raise ValueError(f"prediction is {pred.shape[1]}x{pred.shape[0]} but the real image is {real.shape[1]}x{real.shape[0]}")
             m = resize_for_scoring(mask, s, is_mask=True)
@@ -102,7 +102,7 @@ def evaluate(
             if report is not None:
                 from ..report import thumbs_for
 
-                thumbs[item.name] = thumbs_for(read_image(item.composite), pred, real, mask)
+                thumbs[item.name] = thumbs_for(comp, pred, real, mask)
             return True
 
         with make_progress(quiet) as progress:

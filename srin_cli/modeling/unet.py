@@ -7,7 +7,7 @@ network can run at 256x256 whatever the photo's size. I_h = T(I_c) * M_b + I_c *
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..build import build_model, count_parameters, gflops, model_from_config, read_checkpoint, save_checkpoint
-from ..metrics import score, summarize
+from ..metrics import score
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "val_mse", "val_fmse", "val_psnr", "seconds", "images_per_s"]
 
