@@ -84,7 +84,7 @@ class Harmonizer:
         if labels is None:
             labels = self.segmenter(image) if self.segmenter is not None else np.ones(image.shape[:2], np.int32)
         small_labels = cv2.resize(labels.astype(np.int32), (s, s), interpolation=cv2.INTER_NEAREST)
-        semantic = encode_semantic(small_labels, small, small_mask)
+        semantic = encode_semantic(small_labels, small, small_mask, self.model.config.regions)
         t = lambda a: to_tensor(a)[None].to(self.device)  # noqa: E731
         return t(small), t(small_mask), t(semantic)
 

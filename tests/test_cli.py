@@ -131,6 +131,22 @@ def test_train_fixed_pairs_is_seeded(tmp_path):
     assert payload["summary"]["epochs"] == 2 and payload["config"]["widths"] == [4, 8, 8, 8]
 
 
+def test_train_and_harmonize_region_token_srin(tmp_path):
+    root = make_pairs(tmp_path / "train", n=3, size=(64, 64))
+    r = run("train", root, "-o", tmp_path / "run", "--epochs", "1", "--widths", "4,8,8,8", "--image-size", "64",
+            "--batch-size", "3", "--regions", "4", "--norm-levels", "0,1,2", "-q")
+    assert r.exit_code == 0, r.output
+    from srin_cli.build import load_model
+
+    model, payload = load_model(tmp_path / "run" / "model.pt")
+    assert payload["config"]["regions"] == 4 and payload["config"]["norm_levels"] == [0, 1, 2]
+    h = run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "run" / "model.pt")
+    assert h.exit_code == 0, h.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+    _one_line_error(run("train", root, "-o", tmp_path / "bad", "--norm-levels", "0,9", "--widths", "4,8,8,8"))
+    _one_line_error(run("train", root, "-o", tmp_path / "bad", "--regions", "1"))
+
+
 def test_train_resume_after_interruption(tmp_path, monkeypatch):
     """Stop after epoch 1 (as a kill would), resume, and land where an uninterrupted run lands."""
     root = tmp_path / "photos"

@@ -132,3 +132,63 @@ def test_not_a_checkpoint(tmp_path):
         load_model(tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "missing.pt")
+
+
+def _region_inputs(b=2, s=64, k=4, seed=0):
+    """Inputs for a region-token SRIN: colours + k background memberships (stripes of the background)."""
+    image, mask, colours = _inputs(b, s, seed)
+    member = torch.zeros(b, k, s, s)
+    stripe = torch.arange(s).div(max(1, s // k), rounding_mode="floor").clamp_max(k - 1)
+    member.scatter_(1, stripe.view(1, 1, 1, s).expand(b, 1, s, s), 1.0)
+    return image, mask, torch.cat([colours, member * (1 - mask)], dim=1)
+
+
+def test_region_srin_shapes_gradients_and_identity_at_init():
+    torch.manual_seed(0)
+    model = build_model("srin", regions=4, norm_levels=(0, 1, 2), **TINY)
+    assert model.config.semantic_channels == 7 and type(model.norms["2"]).__name__ == "RegionSRIN"
+    image, mask, semantic = _region_inputs()
+    with torch.no_grad():
+        assert torch.allclose(model(image, mask, semantic), image, atol=1e-6)
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    out = model(image, mask, semantic)
+    (out - image.flip(1)).abs().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, f"no gradient reached {missing}"
+
+
+def test_region_srin_with_one_region_is_rain_and_ignores_region_order():
+    """A blank map (one background region) gives RAIN's global statistics at init; tokens have no order."""
+    from srin_cli.modeling.norms import RAIN, RegionSRIN
+
+    torch.manual_seed(0)
+    layer, rain = RegionSRIN(8, semantic_channels=3 + 4), RAIN(8)
+    x = torch.randn(2, 8, 16, 16)
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:10, 3:12] = 1
+    blank = torch.zeros(2, 7, 16, 16)
+    blank[:, 3] = 1 - mask[:, 0]
+    assert torch.allclose(layer(x, mask, blank), rain(x, mask), atol=1e-4)
+    _, _, sem = _region_inputs(2, 16, 4)
+    sem[:, 3:] *= 1 - mask
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    shuffled = torch.cat([sem[:, :3], sem[:, [6, 4, 3, 5]]], dim=1)
+    assert torch.allclose(layer(x, mask, sem), layer(x, mask, shuffled), atol=1e-5)
+    assert not torch.allclose(layer(x, mask, sem), layer(x, mask, blank), atol=1e-3)  # the map matters
+
+
+def test_region_srin_gradcheck_float64():
+    from srin_cli.modeling.norms import RegionSRIN
+
+    torch.manual_seed(0)
+    layer = RegionSRIN(4, semantic_channels=6).double()
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    mask[..., 1:3, 1:3] = 1
+    sem = torch.rand(1, 6, 4, 4, dtype=torch.float64)
+    sem[:, 3:] *= 1 - mask
+    sem.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, s: layer(a, mask, s), (x, sem), eps=1e-6, atol=1e-5)

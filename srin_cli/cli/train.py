@@ -22,6 +22,8 @@ def train(
     widths: Annotated[str, typer.Option(help="U-Net widths per level, comma-separated.")] = "16,32,64,128",
     loss: Annotated[str, typer.Option(help="l1 (the paper's, whole image) or fn-l1 (foreground-normalized L1).")] = "l1",
     global_branch: Annotated[bool, typer.Option("--global-branch/--no-global-branch", help="Add a global colour branch (fg/bg feature statistics -> one affine transform for the foreground).")] = False,
+    regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
+    norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt after an interruption.")] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")] = None,
@@ -43,16 +45,26 @@ def train(
             raise ValueError(f"unknown --loss {loss!r}; choose one of {', '.join(LOSSES)}")
         if image_size % 16:
             raise ValueError(f"--image-size must be a multiple of 16, got {image_size}")
-        try:
-            width_list = [int(w) for w in widths.split(",")]
-        except ValueError:
-            raise ValueError(f"--widths must be integers separated by commas, got {widths!r}") from None
+        width_list = _int_list("--widths", widths)
+        level_list = _int_list("--norm-levels", norm_levels)
+        if not level_list or any(not 0 <= lv < len(width_list) for lv in level_list):
+            raise ValueError(f"--norm-levels must lie in 0..{len(width_list) - 1}, got {norm_levels!r}")
+        if regions == 1:
+            raise ValueError("--regions must be 0 or at least 2 (the last channel holds the small regions)")
         from ..training.loop import TrainConfig, train as run
 
         cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, norm=norm, epochs=epochs,
                           batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, widths=width_list,
-                          limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads)
+                          limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads,
+                          regions=regions, norm_levels=level_list)
         log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
         with make_progress(quiet) as progress:
             final = run(cfg, resume=resume, progress=progress, log=log)
         print(final)
+
+
+def _int_list(option: str, text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{option} must be integers separated by commas, got {text!r}") from None

@@ -50,6 +50,7 @@ class _Base(Dataset):
         self._labels: dict[tuple[int, int], np.ndarray] = {}
         self.epoch = 0
         self.seed = 0
+        self.regions = 0  # background-region channels of the semantic encoding (the model's config.regions)
 
     def set_epoch(self, epoch: int, seed: int = 0) -> None:
         self.epoch, self.seed = epoch, seed
@@ -67,7 +68,7 @@ class _Base(Dataset):
             "composite": to_tensor(comp),
             "real": to_tensor(real),
             "mask": to_tensor(mask),
-            "semantic": to_tensor(encode_semantic(labels, comp, mask)),
+            "semantic": to_tensor(encode_semantic(labels, comp, mask, self.regions)),
         }
 
 
@@ -150,8 +151,13 @@ def iharmony4_list(root: Path, split: str = "train") -> list[Path] | None:
     return out
 
 
-def open_dataset(root: Path, size: int, segmenter, split: str = "train", limit: int | None = None) -> Dataset:
-    root = Path(root)
+def open_dataset(root: Path, size: int, segmenter, split: str = "train", limit: int | None = None, regions: int = 0) -> Dataset:
+    dataset = _open(Path(root), size, segmenter, split, limit)
+    dataset.regions = regions
+    return dataset
+
+
+def _open(root: Path, size: int, segmenter, split: str, limit: int | None) -> _Base:
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
     listed = iharmony4_list(root, split)

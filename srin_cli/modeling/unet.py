@@ -29,6 +29,13 @@ class UNetConfig:
     # transform for the whole foreground, added to the per-pixel one
     global_branch: bool = False
     image_size: int = 256
+    # background-region membership channels in the semantic map (0: SRIN attends to background pixels;
+    # K > 0: SRIN attends to K background region tokens, see norms.RegionSRIN)
+    regions: int = 0
+
+    def __post_init__(self):
+        if self.regions:
+            self.semantic_channels = 3 + int(self.regions)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -80,12 +87,12 @@ class HarmonizationUNet(nn.Module):
         self.dec = nn.ModuleList()
         self.norms = nn.ModuleDict()
         if 0 in config.norm_levels:
-            self.norms["0"] = create_norm(config.norm, w[-1], config.semantic_channels)
+            self.norms["0"] = create_norm(config.norm, w[-1], config.semantic_channels, config.regions)
         for level in range(1, n):
             c_up, c_skip = w[n - level], w[n - level - 1]
             self.dec.append(nn.ModuleList([_conv(c_up + c_skip, c_skip), _conv(c_skip, c_skip)]))
             if level in config.norm_levels:
-                self.norms[str(level)] = create_norm(config.norm, c_skip, config.semantic_channels)
+                self.norms[str(level)] = create_norm(config.norm, c_skip, config.semantic_channels, config.regions)
         self.head = nn.Conv2d(w[0], AFFINE_CHANNELS, 1)
         self.global_head = None
         if config.global_branch:

@@ -45,6 +45,8 @@ class TrainConfig:
     loss: str = "l1"
     global_branch: bool = False
     threads: int | None = None
+    regions: int = 0
+    norm_levels: list[int] = field(default_factory=lambda: [0, 1])
 
     def milestones(self) -> list[int]:
         return [round(self.epochs * 100 / 120), round(self.epochs * 110 / 120)]
@@ -180,17 +182,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
     train_segmenters = [segmenter]
     if cfg.segmenter == "felzenszwalb" and cfg.vary_segmentation:
         train_segmenters = [create_segmenter("felzenszwalb", scale=s) for s in (100.0, 200.0, 500.0)]
-    train_ds = open_dataset(Path(cfg.data), cfg.image_size, train_segmenters, "train", cfg.limit)
-    val_ds = open_dataset(Path(cfg.val), cfg.image_size, segmenter, "test", cfg.val_limit) if cfg.val else None
+    train_ds = open_dataset(Path(cfg.data), cfg.image_size, train_segmenters, "train", cfg.limit, cfg.regions)
+    val_ds = open_dataset(Path(cfg.val), cfg.image_size, segmenter, "test", cfg.val_limit, cfg.regions) if cfg.val else None
 
     _seed_everything(cfg.seed)
-    model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch).to(device)
+    model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch,
+                        regions=cfg.regions, norm_levels=tuple(cfg.norm_levels)).to(device)
     start_epoch, history, best, opt_state = 0, [], -math.inf, None
     last = out / "last.pt"
     if resume and last.exists():
         payload = read_checkpoint(last)
         state = payload["train_state"]
         model = model_from_config(payload["config"]).to(device)
+        for ds in (train_ds, val_ds):  # the checkpoint's model decides the semantic encoding
+            if ds is not None:
+                ds.regions = model.config.regions
         model.load_state_dict(payload["state_dict"])
         opt_state = state["optimizer"]
         start_epoch, history, best = int(state["epoch"]), list(state["history"]), float(state["best_psnr"])
