@@ -90,13 +90,24 @@ class BatchReport:
         return 1 if self.failures else 0
 
 
+class _LoadFailed:
+    """A load that raised: the exception is re-raised when its item is processed (and reported there)."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
 def run_batch(items: list, work: Callable, describe: Callable, progress, warn: Callable[[str], None], label: str,
-              load: Callable | None = None, workers: int = 0) -> BatchReport:
+              load: Callable | None = None, workers: int = 0, batch: int = 1,
+              before: Callable[[list], None] | None = None) -> BatchReport:
     """Call ``work(item)`` (or ``work(item, load(item))``) for each item; it returns True (done) or False
     (skipped). Errors are collected per item, never raised.
 
-    With ``load``, decoding and segmentation run in ``workers`` threads ahead of the model (at most
-    2 x workers items in flight), so reading files overlaps with compute; ``workers=0`` loads inline.
+    With ``load``, decoding and segmentation run in ``workers`` threads ahead of the model (a few items in
+    flight), so reading files overlaps with compute; ``workers=0`` loads inline. With ``before``, items are
+    taken ``batch`` at a time and ``before(loaded_list)`` sees the loaded payloads of a group (those that
+    loaded) before ``work`` runs on each, so the caller can run one network pass for the group; if it
+    raises, every item simply goes through ``work`` alone.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -105,10 +116,12 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, warn: C
 
     from .errors import SrinError
 
+    expected = (SrinError, ValueError, OSError, RuntimeError, MemoryError)  # torch raises RuntimeError
     report = BatchReport()
     task = progress.add_task(label, total=len(items))
     pool = ThreadPoolExecutor(max_workers=workers) if load is not None and workers > 0 else None
-    window = 2 * workers if pool is not None else 1
+    group_size = max(1, batch) if before is not None and load is not None else 1
+    window = max(2 * workers, group_size + workers) if pool is not None else group_size
     upcoming = iter(items)
     pending: deque = deque()
 
@@ -120,28 +133,42 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, warn: C
             ready = pool is not None and not getattr(item, "error", None)
             pending.append((item, pool.submit(load, item) if ready else None))
 
+    def resolve(item, future):
+        if getattr(item, "error", None):
+            return _LoadFailed(InputError(item.error))
+        try:
+            return future.result() if future is not None else load(item)
+        except expected as exc:
+            return _LoadFailed(exc)
+
     try:
         refill()
         while pending:
-            item, future = pending.popleft()
-            refill()  # keep the loaders busy while this item is processed
-            name = describe(item)
-            try:
-                if getattr(item, "error", None):
-                    raise InputError(item.error)
-                if load is None:
-                    ok = work(item)
-                else:
-                    ok = work(item, future.result() if future is not None else load(item))
-                if ok:
-                    report.done += 1
-                else:
-                    report.skipped += 1
-            except (SrinError, ValueError, OSError, RuntimeError, MemoryError) as exc:  # torch raises RuntimeError
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                report.failures.append((name, msg))
-                warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
-            progress.update(task, advance=1)
+            group = [pending.popleft() for _ in range(min(group_size, len(pending)))]
+            refill()  # keep the loaders busy while this group is processed
+            loaded = [resolve(item, future) for item, future in group] if load is not None else [None] * len(group)
+            if before is not None:
+                try:
+                    before([x for x in loaded if x is not None and not isinstance(x, _LoadFailed)])
+                except expected:
+                    pass  # each item is retried alone below and reports its own error
+            for (item, _), payload in zip(group, loaded):
+                name = describe(item)
+                try:
+                    if isinstance(payload, _LoadFailed):
+                        raise payload.exc
+                    if load is None and getattr(item, "error", None):
+                        raise InputError(item.error)
+                    ok = work(item) if load is None else work(item, payload)
+                    if ok:
+                        report.done += 1
+                    else:
+                        report.skipped += 1
+                except expected as exc:
+                    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    report.failures.append((name, msg))
+                    warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
+                progress.update(task, advance=1)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -74,7 +74,11 @@ class Harmonizer:
         model, _ = load_model(path)
         return cls(model, device, segmenter)
 
-    def _network_inputs(self, image, mask, labels):
+    def prepare(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> tuple:
+        """The network's inputs for one composite, as CPU tensors (image, mask, semantic map), each 1 x C x s x s.
+
+        Thread-safe and free of model calls, so batch loaders can run it ahead of the model.
+        """
         from .data.datasets import to_tensor
         from .semantic import encode_semantic
 
@@ -85,20 +89,27 @@ class Harmonizer:
             labels = self.segmenter(image) if self.segmenter is not None else np.ones(image.shape[:2], np.int32)
         small_labels = cv2.resize(labels.astype(np.int32), (s, s), interpolation=cv2.INTER_NEAREST)
         semantic = encode_semantic(small_labels, small, small_mask, self.model.config.regions)
-        t = lambda a: to_tensor(a)[None].to(self.device)  # noqa: E731
-        return t(small), t(small_mask), t(semantic)
+        return tuple(to_tensor(a)[None] for a in (small, small_mask, semantic))
+
+    def transform_many(self, prepared: list[tuple]) -> list:
+        """One network pass over several prepared composites; their transforms (1 x 12 x s/2 x s/2 each)."""
+        torch = self.torch
+        with torch.inference_mode():
+            inputs = [torch.cat(parts).to(self.device) for parts in zip(*prepared)]
+            return list(self.model.transform(*inputs).split(1))
 
     def transform(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None):
         """The low-resolution affine transform (1 x 12 x s/2 x s/2 tensor)."""
-        with self.torch.inference_mode():
-            return self.model.transform(*self._network_inputs(image, mask, labels))
+        return self.transform_many([self.prepare(image, mask, labels)])[0]
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None, params=None) -> np.ndarray:
+        """Harmonize one composite; ``params`` = its transform when already computed (by :meth:`transform_many`)."""
         if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
             raise ValueError(f"image must be HxWx3 and mask HxW of the same size, got {image.shape} and {mask.shape}")
         if not (mask > 0).any():
             return image.copy()
-        params = self.transform(image, mask, labels)
+        if params is None:
+            params = self.transform(image, mask, labels)
         return self.apply(params, image, mask)
 
     def apply(self, params, image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -201,16 +201,35 @@ def test_shards_cover_every_input_once_and_workers_do_not_change_results(tmp_pat
     root = make_pairs(tmp_path / "many", n=9, size=(32, 48))
     seen = []
     for k in (1, 2, 3):
-        r = run("harmonize", root, "-o", tmp_path / f"s{k}", "--checkpoint", tiny_checkpoint, "--shard", f"{k}/3", "--workers", "0")
+        r = run("harmonize", root, "-o", tmp_path / f"s{k}", "--checkpoint", tiny_checkpoint, "--shard", f"{k}/3", "--workers", "0", "--batch", "1")
         assert r.exit_code == 0, r.output
         seen += [p.name for p in (tmp_path / f"s{k}").glob("*.png")]
     assert sorted(seen) == sorted(p.name for p in (root / "composite_images").glob("*.png"))
-    r = run("harmonize", root, "-o", tmp_path / "w2", "--checkpoint", tiny_checkpoint, "--workers", "2")
+    r = run("harmonize", root, "-o", tmp_path / "w2", "--checkpoint", tiny_checkpoint, "--workers", "2", "--batch", "1")
     assert r.exit_code == 0, r.output
     for name in seen:
         shard_file = next(tmp_path.glob(f"s*/{name}"))
         assert np.array_equal(read_image(shard_file), read_image(tmp_path / "w2" / name))
     _one_line_error(run("harmonize", root, "-o", tmp_path / "x", "--shard", "4/3"))
+
+
+def test_batched_network_passes_match_one_at_a_time(tmp_path):
+    """The fast path (one network pass per group of 8, loaders ahead) against the reference path (one image at a
+    time, inline): within 1 grey level, over sizes that differ and a broken file inside a group."""
+    root = make_pairs(tmp_path / "many", n=10, size=(40, 56))
+    make_pairs(tmp_path / "other", n=3, size=(90, 33))
+    for p in (tmp_path / "other").rglob("*.png"):
+        p.rename(root / p.parent.name / p.name.replace("img", "tall"))
+    (root / "composite_images" / "broken_1.png").write_bytes(b"not a png")
+    (root / "masks" / "broken.png").write_bytes((root / "masks" / "img_000.png").read_bytes())
+    ref = run("harmonize", root, "-o", tmp_path / "ref", "--batch", "1", "--workers", "0")
+    fast = run("harmonize", root, "-o", tmp_path / "fast", "--batch", "8", "--workers", "2")
+    assert ref.exit_code == fast.exit_code == 1  # the broken file, reported by both
+    assert "broken_1.png" in fast.output
+    names = sorted(p.name for p in (tmp_path / "ref").glob("*.png"))
+    assert len(names) == 13 and names == sorted(p.name for p in (tmp_path / "fast").glob("*.png"))
+    worst = max(np.abs(read_image(tmp_path / "ref" / n).astype(int) - read_image(tmp_path / "fast" / n)).max() for n in names)
+    assert worst <= 1
 
 
 def test_maps_are_reused_by_a_second_run(pairs, tmp_path, tiny_checkpoint, monkeypatch):

@@ -49,6 +49,7 @@ def harmonize(
     overwrite: OverwriteOpt = False,
     shard_spec: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (stable hash of the name), so N workers cover a folder exactly once.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
     device: DeviceOpt = Device.auto,
     quiet: QuietOpt = False,
@@ -79,6 +80,7 @@ def harmonize(
         seg = create_segmenter(segmenter, **seg_kw)
         run = make_method(method, model, checkpoint, dev, seg)
         written: list[str] = []
+        batched = batch > 1 and hasattr(run, "transform_many")
 
         def load(item):
             """Decode and segment (in loader threads with --workers); None when the output already exists."""
@@ -88,14 +90,25 @@ def harmonize(
             image = read_image(item.composite)
             mask = read_mask(item.mask, image.shape[:2])
             labels = cached_labels(maps, item.name, image, seg) if run.needs_labels else None
-            return target, image, mask, labels
+            loaded = {"target": target, "image": image, "mask": mask, "labels": labels}
+            if batched and (mask > 0).any():
+                loaded["prepared"] = run.prepare(image, mask, labels)  # network inputs, made in the loader too
+            return loaded
+
+        def before(group: list) -> None:
+            """One network pass for a group of composites (their transforms are kept for work())."""
+            ready = [x for x in group if "prepared" in x]
+            if ready:
+                for x, params in zip(ready, run.transform_many([x["prepared"] for x in ready])):
+                    x["params"] = params
 
         def work(item, loaded) -> bool:
             if loaded is None:
                 return False
-            target, image, mask, labels = loaded
-            write_image(target, run(image, mask, labels), quality)
-            written.append(str(target))
+            image, mask, labels = loaded["image"], loaded["mask"], loaded["labels"]
+            result = run(image, mask, labels, params=loaded["params"]) if "params" in loaded else run(image, mask, labels)
+            write_image(loaded["target"], result, quality)
+            written.append(str(loaded["target"]))
             return True
 
         items = shard(items, shard_spec, key=lambda i: i.name)
@@ -103,7 +116,8 @@ def harmonize(
             workers = min(workers, 1)  # SamAutomaticMaskGenerator keeps per-image state: one loader thread
         with make_progress(quiet) as progress:
             report = run_batch(items, work, lambda i: str(i.composite), progress,
-                               (lambda m: None) if quiet else progress.console.print, "harmonize", load=load, workers=workers)
+                               (lambda m: None) if quiet else progress.console.print, "harmonize", load=load, workers=workers,
+                               batch=batch, before=before if batched else None)
     if as_json:
         print(json.dumps({"out": str(out), "written": report.done, "skipped": report.skipped,
                           "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}))
