@@ -19,6 +19,7 @@ import numpy as np
 
 METHODS = ("model", "identity", "lab", "histogram")
 BAND_PIXELS = 2_000_000  # pixels per band of the full-resolution pass
+BACKENDS = ("auto", "torch", "onnx")  # how the network runs (see onnx_backend)
 
 
 def blend(harmonized: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -57,7 +58,8 @@ class Harmonizer:
 
     needs_labels = True
 
-    def __init__(self, model, device: str = "cpu", segmenter: Callable | None = None):
+    def __init__(self, model, device: str = "cpu", segmenter: Callable | None = None, fast: Callable | None = None):
+        """``fast``: the same network through ONNX Runtime (:func:`onnx_backend.open_onnx`), used on the CPU."""
         import torch
 
         self.torch = torch
@@ -66,13 +68,28 @@ class Harmonizer:
         self.size = int(model.config.image_size)
         self.segmenter = segmenter
         self.needs_labels = model.config.norm == "srin"
+        self.fast = fast if self.device.type == "cpu" else None
+        self.backend = "onnx" if self.fast is not None else "torch"
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", segmenter: Callable | None = None) -> "Harmonizer":
-        from .build import load_model
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", segmenter: Callable | None = None,
+                        backend: str = "auto") -> "Harmonizer":
+        """``backend``: auto (ONNX Runtime on the CPU when a matching ONNX file is there, else PyTorch), torch, onnx."""
+        import torch
 
+        from .build import load_model
+        from .onnx_backend import open_onnx, sidecar
+
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         model, _ = load_model(path)
-        return cls(model, device, segmenter)
+        fast = None
+        if backend != "torch" and torch.device(device).type == "cpu":
+            fast = open_onnx(path, torch.get_num_threads())
+        if backend == "onnx" and fast is None:
+            raise ValueError(f"--backend onnx needs onnxruntime and {sidecar(path)} made from this checkpoint "
+                             f"(python -m srin_cli.onnx_backend {path}), on the CPU")
+        return cls(model, device, segmenter, fast)
 
     def prepare(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> tuple:
         """The network's inputs for one composite, as CPU tensors (image, mask, semantic map), each 1 x C x s x s.
@@ -95,8 +112,10 @@ class Harmonizer:
         """One network pass over several prepared composites; their transforms (1 x 12 x s/2 x s/2 each)."""
         torch = self.torch
         with torch.inference_mode():
-            inputs = [torch.cat(parts).to(self.device) for parts in zip(*prepared)]
-            return list(self.model.transform(*inputs).split(1))
+            inputs = [torch.cat(parts) for parts in zip(*prepared)]
+            if self.fast is not None:
+                return list(torch.from_numpy(self.fast(*(t.numpy() for t in inputs))).split(1))
+            return list(self.model.transform(*(t.to(self.device) for t in inputs)).split(1))
 
     def transform(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None):
         """The low-resolution affine transform (1 x 12 x s/2 x s/2 tensor)."""
@@ -143,7 +162,7 @@ class Harmonizer:
 
 
 def make_method(method: str, model: str | None = "default", checkpoint: str | Path | None = None,
-                device: str = "cpu", segmenter: Callable | None = None):
+                device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto"):
     """Build the callable for ``--method`` (and ``--model`` / ``--checkpoint`` for the model method)."""
     if method not in METHODS:
         raise ValueError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
@@ -152,4 +171,4 @@ def make_method(method: str, model: str | None = "default", checkpoint: str | Pa
     from .build import shipped_model_path
 
     path = Path(checkpoint) if checkpoint else shipped_model_path(model or "default")
-    return Harmonizer.from_checkpoint(path, device, segmenter)
+    return Harmonizer.from_checkpoint(path, device, segmenter, backend)

@@ -115,7 +115,7 @@ def test_batch_goes_past_bad_files_and_exits_1(pairs, tmp_path, tiny_checkpoint)
 
 def test_train_fixed_pairs_is_seeded(tmp_path):
     root = make_pairs(tmp_path / "train", n=4, size=(64, 64))
-    common = ["--widths", "4,8,8,8", "--image-size", "64", "--batch-size", "2", "--val", root, "-q", "--seed", "3"]
+    common = ["--widths", "4,8,8,8", "--image-size", "64", "--batch-size", "2", "--val", root, "-q", "--seed", "3", "--no-onnx"]
     full = run("train", root, "-o", tmp_path / "full", "--epochs", "2", *common)
     assert full.exit_code == 0, full.output
     part = run("train", root, "-o", tmp_path / "part", "--epochs", "2", *common)
@@ -152,7 +152,7 @@ def test_train_resume_after_interruption(tmp_path, monkeypatch):
     root = tmp_path / "photos"
     make_pairs(root, n=4, size=(64, 64))
     (root / "composite_images").rename(tmp_path / "unused")  # real_images + masks: composites made on the fly
-    common = ["--widths", "4,8,8,8", "--image-size", "64", "--batch-size", "2", "-q", "--seed", "1"]
+    common = ["--widths", "4,8,8,8", "--image-size", "64", "--batch-size", "2", "-q", "--seed", "1", "--no-onnx"]
     assert run("train", root, "-o", tmp_path / "a", "--epochs", "3", *common).exit_code == 0
     from srin_cli.training import loop
 

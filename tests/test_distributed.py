@@ -16,7 +16,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     root = make_pairs(tmp_path / "pairs", n=8, size=(32, 32))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     args = ["train", str(root), "--val", str(root), "--widths", "4,8,8,8", "--image-size", "32", "--batch-size", "4",
-            "--epochs", "2", "--seed", "7", "--threads", "1", "-q"]
+            "--epochs", "2", "--seed", "7", "--threads", "1", "-q", "--no-onnx"]
     subprocess.run([sys.executable, "-m", "srin_cli.cli.main", *args, "-o", str(tmp_path / "one")],
                    env=env, check=True, timeout=300, capture_output=True)
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

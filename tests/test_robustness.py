@@ -548,7 +548,7 @@ def test_kill_9_during_train_then_resume_matches_an_uninterrupted_run(tmp_path):
     make_pairs(root, n=6, size=(32, 32))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     args = ["train", str(root), "--widths", "4,8,8,8", "--image-size", "32", "--batch-size", "2", "--epochs", "4",
-            "--seed", "5", "--threads", "1", "-q"]
+            "--seed", "5", "--threads", "1", "-q", "--no-onnx"]
     cmd = [sys.executable, "-m", "srin_cli.cli.main", *args]
     subprocess.run([*cmd, "-o", str(tmp_path / "straight")], env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
     killed = tmp_path / "killed"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
-from .options import MODEL, DeviceOpt, QuietOpt
+from .options import MODEL, DeviceOpt, NetBackendOpt, QuietOpt
 
 GATE = "Quality gate and report"
 
@@ -45,6 +45,7 @@ def evaluate(
     fmse_tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed relative fMSE rise against --baseline (0.05 = 5 %).", rich_help_panel=GATE)] = 0.05,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and any regressions) as JSON on stdout.")] = False,
     device: DeviceOpt = Device.auto,
+    backend: NetBackendOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Score harmonized images against the real ones: per_image.csv and summary.csv.
@@ -74,7 +75,7 @@ def evaluate(
             from ..segmentation import create_segmenter
 
             seg = create_segmenter("felzenszwalb")
-            run = make_method(method, model, checkpoint, resolve_device(device), seg)
+            run = make_method(method, model, checkpoint, resolve_device(device), seg, backend)
         elif not predictions.is_dir():
             raise FileNotFoundError(2, "predictions folder not found", str(predictions))
         pred_index = FolderIndex(predictions) if predictions else None

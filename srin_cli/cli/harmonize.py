@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, print_path, resolve_device
-from .options import (MODEL, OUTPUT, BackendOpt, DeviceOpt, IouOpt, MaskSuffixOpt, MatchOpt, MinSizeOpt, OverwriteOpt,
+from .options import (MODEL, OUTPUT, BackendOpt, DeviceOpt, NetBackendOpt, IouOpt, MaskSuffixOpt, MatchOpt, MinSizeOpt, OverwriteOpt,
                       PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt, StabilityOpt,
                       segmenter_kwargs)
 
@@ -52,6 +52,7 @@ def harmonize(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
     device: DeviceOpt = Device.auto,
+    backend: NetBackendOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Harmonize composites: writes one image per input, at the input's size; pixels outside the mask are untouched.
@@ -78,7 +79,7 @@ def harmonize(
         seg_kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
                                   stability_score_thresh, scale, min_size, dev)
         seg = create_segmenter(segmenter, **seg_kw)
-        run = make_method(method, model, checkpoint, dev, seg)
+        run = make_method(method, model, checkpoint, dev, seg, backend)
         written: list[str] = []
         batched = batch > 1 and hasattr(run, "transform_many")
 

@@ -12,6 +12,7 @@ SEG = "Segmentation"
 MODEL = "Model"
 OUTPUT = "Output"
 
+NetBackendOpt = Annotated[str, typer.Option("--backend", help="How the network runs: auto (ONNX Runtime on the CPU when the checkpoint has a matching .onnx beside it, else PyTorch), torch or onnx.", rich_help_panel=MODEL)]
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when available.", rich_help_panel=MODEL)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-file messages.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a batch resumes).", rich_help_panel=OUTPUT)]

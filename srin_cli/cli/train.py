@@ -24,6 +24,7 @@ def train(
     global_branch: Annotated[bool, typer.Option("--global-branch/--no-global-branch", help="Add a global colour branch (fg/bg feature statistics -> one affine transform for the foreground).")] = False,
     regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
     norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="At the end, also write model.onnx, the fast CPU path of harmonize/evaluate (needs srin-cli[export]).")] = True,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt after an interruption.")] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")] = None,
@@ -56,7 +57,7 @@ def train(
         cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, norm=norm, epochs=epochs,
                           batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, widths=width_list,
                           limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads,
-                          regions=regions, norm_levels=level_list)
+                          regions=regions, norm_levels=level_list, onnx=onnx)
         log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
         with make_progress(quiet) as progress:
             final = run(cfg, resume=resume, progress=progress, log=log)

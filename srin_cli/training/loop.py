@@ -46,6 +46,7 @@ class TrainConfig:
     global_branch: bool = False
     threads: int | None = None
     regions: int = 0
+    onnx: bool = True  # write model.onnx (the fast CPU path) next to model.pt at the end
     norm_levels: list[int] = field(default_factory=lambda: [0, 1])
 
     def milestones(self) -> list[int]:
@@ -268,5 +269,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
     final = out / "model.pt"
     if dist.main:
         save_checkpoint(final, model, read_checkpoint(last)["summary"] if last.exists() else {})
+        if cfg.onnx:
+            _export_fast_path(final, log)
     dist.close()
     return final
+
+
+def _export_fast_path(checkpoint: Path, log) -> None:
+    """model.pt -> model.onnx, the fast CPU path of harmonize/evaluate (skipped without the export packages)."""
+    from ..onnx_backend import export_onnx
+
+    try:
+        log(f"ONNX for the fast CPU path: {export_onnx(checkpoint)}")
+    except ImportError:
+        log("no ONNX file written (pip install 'srin-cli[export]' for the fast CPU path); PyTorch will run the model")
+    except Exception as exc:  # noqa: BLE001 - the checkpoint is saved; only the optional fast path failed
+        log(f"no ONNX file written ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); PyTorch will run the model")

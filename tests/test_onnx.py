@@ -1,0 +1,75 @@
+"""The fast CPU path (ONNX Runtime) against the reference (PyTorch), and its safety rules."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from srin_cli.build import MODEL_REGISTRY, build_model, save_checkpoint, shipped_model_path
+from srin_cli.harmonizer import Harmonizer
+from srin_cli.onnx_backend import DIGEST_KEY, checkpoint_digest, export_onnx, open_onnx, sidecar
+
+from conftest import blob_image
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = build_model("srin", widths=(4, 8, 8, 8), image_size=64, regions=4, norm_levels=(0, 1, 2))
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    path = tmp_path_factory.mktemp("onnx") / "tiny.pt"
+    save_checkpoint(path, model)
+    assert export_onnx(path) == sidecar(path) == path.with_suffix(".onnx")
+    return path
+
+
+def _composites(n=5):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        h, w = [(64, 64), (37, 91), (120, 80), (8, 8), (300, 200)][i % 5]
+        image = blob_image(rng, h, w)
+        mask = np.zeros((h, w), np.float32)
+        mask[h // 4: h // 4 + max(1, h // 2), w // 3: w // 3 + max(1, w // 3)] = 1
+        out.append((image, mask, rng.integers(1, 6, (h, w)).astype(np.int32)))
+    return out
+
+
+def test_onnx_matches_pytorch_within_one_grey_level(exported):
+    fast = Harmonizer.from_checkpoint(exported, "cpu", backend="onnx")
+    ref = Harmonizer.from_checkpoint(exported, "cpu", backend="torch")
+    assert fast.backend == "onnx" and ref.backend == "torch"
+    assert Harmonizer.from_checkpoint(exported, "cpu").backend == "onnx"  # auto takes the matching file
+    items = _composites()
+    for params_fast, params_ref in zip(fast.transform_many([fast.prepare(*it) for it in items]),
+                                       ref.transform_many([ref.prepare(*it) for it in items])):
+        assert torch.allclose(params_fast, params_ref, atol=1e-4)
+    for image, mask, labels in items:
+        a, b = fast(image, mask, labels), ref(image, mask, labels)
+        assert np.abs(a.astype(int) - b).max() <= 1
+        assert np.array_equal(a[mask == 0], image[mask == 0])
+
+
+def test_a_stale_or_foreign_onnx_file_is_never_used(exported, tmp_path):
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, build_model("srin", widths=(4, 8, 8, 8), image_size=64, regions=4, norm_levels=(0, 1, 2)))
+    shutil.copy(sidecar(exported), sidecar(other))  # an ONNX file made from another checkpoint
+    assert open_onnx(other) is None
+    assert Harmonizer.from_checkpoint(other, "cpu").backend == "torch"
+    with pytest.raises(ValueError, match="--backend onnx needs"):
+        Harmonizer.from_checkpoint(other, "cpu", backend="onnx")
+    sidecar(other).write_bytes(b"garbage")
+    assert open_onnx(other) is None
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+def test_shipped_models_carry_a_matching_onnx_file(name):
+    import onnxruntime as ort
+
+    path = shipped_model_path(name)
+    assert sidecar(path).is_file(), f"{sidecar(path)} missing: python -m srin_cli.onnx_backend {path}"
+    meta = ort.InferenceSession(str(sidecar(path)), providers=["CPUExecutionProvider"]).get_modelmeta()
+    assert meta.custom_metadata_map[DIGEST_KEY] == checkpoint_digest(path), "stale: re-export it"
