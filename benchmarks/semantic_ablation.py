@@ -1,8 +1,11 @@
 """Does the semantic map matter, and is the model robust to the segmenter?
 
 Scores a checkpoint on labelme_val (256x256, 0-255) with: its real maps (felzenszwalb, default settings),
-a blank map (one segment), a shuffled map (another image's labels), and felzenszwalb at several
-granularities (the spread of PSNR across segmenter settings).
+a blank map (one segment), a shuffled map (another image's labels), and other segmentations (the
+spread of PSNR across segmenter settings): felzenszwalb at several granularities and working sizes,
+SLIC superpixels (compact, grid-like regions), and SAM-like maps made without SAM weights (coarse,
+object-sized felzenszwalb regions where every region under 2 % of the image is left unlabelled, as
+SAM's automatic masks leave gaps and keep whole objects).
 
     python benchmarks/semantic_ablation.py [--checkpoint FILE] [--limit N]
 """
@@ -23,6 +26,20 @@ from srin_cli.metrics import score, summarize
 from srin_cli.segmentation import create_segmenter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def slic_labels(image: np.ndarray) -> np.ndarray:
+    from skimage.segmentation import slic
+
+    small = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
+    labels = slic(small, n_segments=40, compactness=10, start_label=1).astype(np.int32)
+    return cv2.resize(labels, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+
+
+def sam_like(image: np.ndarray) -> np.ndarray:
+    labels = create_segmenter("felzenszwalb", scale=1000)(image)
+    counts = np.bincount(labels.ravel())
+    return np.where(counts[labels] >= 0.02 * labels.size, labels, 0).astype(np.int32)
 
 
 def main():
@@ -52,6 +69,9 @@ def main():
     for scale in (50, 100, 500, 1000):
         seg = create_segmenter("felzenszwalb", scale=scale)
         variants[f"felzenszwalb scale {scale}"] = [seg(c) for c, _, _ in data]
+    variants["felzenszwalb at working size 64"] = [create_segmenter("felzenszwalb", work_size=64, min_size=16)(c) for c, _, _ in data]
+    variants["SLIC superpixels (about 40)"] = [slic_labels(c) for c, _, _ in data]
+    variants["SAM-like (objects, gaps unlabelled)"] = [sam_like(c) for c, _, _ in data]
     print("| semantic map | MSE | fMSE | PSNR |\n|---|---|---|---|")
     for name, labels in variants.items():
         rows = [score(h(c, m, lab), r, m) for (c, r, m), lab in zip(data, labels)]

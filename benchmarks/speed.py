@@ -3,9 +3,11 @@
     python benchmarks/speed.py [--checkpoint FILE] [--threads 2]
 
 Prints: this machine's fp32 matmul peak (GFLOP/s, torch.mm 2048^2); the model alone (images/s and achieved
-GFLOP/s at its input size, batch 16); the per-stage time of one 256x256 image (decode, segment, model,
-full-resolution apply, encode); `srin harmonize` end to end over labelme_val's 248 composites (256x256),
-wall clock including start-up; seconds for a 1-megapixel and a 24-megapixel composite (in memory).
+GFLOP/s at its input size, batch 8 as harmonize runs it, in PyTorch and in ONNX Runtime); the per-stage time
+of one 256x256 image (decode, segment, prepare, model, full-resolution apply, encode); `srin harmonize` end to
+end over labelme_val's 248 composites (256x256), wall clock including start-up, and the share of that wall
+time not spent in the network; seconds for a 1-megapixel and a 24-megapixel composite (in memory);
+training images/s (synthesis + forward + backward + Adam step, batch 16 at 128x128).
 """
 from __future__ import annotations
 
@@ -51,12 +53,20 @@ def main():
 
     s = h.size
     flops = gflops(h.model, s)
-    x, m, sem = torch.rand(16, 3, s, s), (torch.rand(16, 1, s, s) > 0.7).float(), torch.rand(16, 3, s, s)
-    with torch.inference_mode():
-        h.model.transform(x, m, sem)
-        t = best_of(lambda: h.model.transform(x, m, sem), 3)
-    print(f"model alone at {s}x{s}, batch 16: {16 / t:.1f} images/s, {16 * flops / t:.1f} GFLOP/s "
-          f"({100 * 16 * flops / t / peak:.0f} % of the matmul peak; {flops:.2f} GFLOPs per image)")
+    comp_dir, mask_dir = SHARED / "labelme_val" / "composite_images", SHARED / "labelme_val" / "masks"
+    names = sorted(comp_dir.iterdir())[:8]
+    batch = [h.prepare(read_image(p), read_mask(mask_dir / p.name.replace("_1.png", ".png")), None if not h.needs_labels
+                       else seg(read_image(p))) for p in names]
+    model_rate = {}
+    for backend in ("torch", "onnx"):
+        hb = Harmonizer.from_checkpoint(ckpt, "cpu", seg, backend=backend) if backend == "onnx" else h
+        if backend == "torch":
+            hb.fast = None
+        t = best_of(lambda: hb.transform_many(batch), 5)
+        model_rate[backend] = 8 / t
+        print(f"model alone ({backend}) at {s}x{s}, batch 8: {8 / t:.1f} images/s, {8 * flops / t:.1f} GFLOP/s "
+              f"({100 * 8 * flops / t / peak:.0f} % of the matmul peak; {flops:.2f} GFLOPs per image)")
+    h = Harmonizer.from_checkpoint(ckpt, "cpu", seg)  # what harmonize runs (auto: ONNX Runtime when available)
 
     comp_path = SHARED / "labelme_val" / "composite_images" / "image_100041_1.png"
     mask_path = SHARED / "labelme_val" / "masks" / "image_100041.png"
@@ -64,10 +74,12 @@ def main():
     mask = read_mask(mask_path, image.shape[:2])
     labels = seg(image)
     params = h.transform(image, mask, labels)
+    prepared = h.prepare(image, mask, labels)
     stages = {
         "decode (image + mask)": lambda: (read_image(comp_path), read_mask(mask_path)),
         "segment (felzenszwalb)": lambda: seg(image),
-        "model (network pass)": lambda: h.transform(image, mask, labels),
+        "prepare (resize + encode map)": lambda: h.prepare(image, mask, labels),
+        "model (network pass)": lambda: h.transform_many([prepared]),
         "apply at full resolution": lambda: h.apply(params, image, mask),
         "encode PNG": lambda: encode_image(image, ".png"),
     }
@@ -83,7 +95,10 @@ def main():
                         str(SHARED / "labelme_val" / "masks"), "-o", str(tmp / "out"), "--checkpoint", ckpt, "-q"],
                        check=True, stdout=subprocess.DEVNULL)
         dt = time.perf_counter() - t
-        print(f"srin harmonize end to end, 248 composites at 256x256 (start-up included): {dt:.1f} s, {248 / dt:.1f} images/s")
+        in_model = 248 / model_rate[h.backend]
+        print(f"srin harmonize end to end, 248 composites at 256x256 (start-up included, backend {h.backend}): "
+              f"{dt:.1f} s, {248 / dt:.1f} images/s; the network takes {in_model:.1f} s of it (batch 8), "
+              f"everything else {100 * (dt - in_model) / dt:.0f} % of the wall time")
     finally:
         shutil.rmtree(tmp)
 
@@ -94,6 +109,33 @@ def main():
         im, mk = cv2.resize(big, (size[1], size[0])), cv2.resize(bmask, (size[1], size[0]))
         t = best_of(lambda: h(im, mk, seg(im)), 2)
         print(f"{name}: {t:.2f} s (segment + model + full-resolution apply, in memory)")
+    print(f"training: {training_rate(h.model.config):.1f} images/s (batch 16 at 128x128, synthesis included)")
+
+
+def training_rate(config, steps: int = 6) -> float:
+    """Images/s of the training loop's work: composites synthesized on the fly, forward, L1, backward, Adam."""
+    from srin_cli.build import model_from_config
+    from srin_cli.data.datasets import open_dataset
+    from srin_cli.training.loop import compute_loss
+
+    cfg = {**config.to_dict(), "image_size": 128}
+    model = model_from_config(cfg).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ds = open_dataset(SHARED / "labelme_train", 128, create_segmenter("felzenszwalb"), "train", 16 * (steps + 1),
+                      model.config.regions)
+    for i in range(len(ds)):  # maps are cached across epochs in training: time the steady state
+        ds.labels_for(i, ds.images[i])
+    t0 = None
+    for step in range(steps + 1):
+        if step == 1:
+            t0 = time.perf_counter()  # the first step warms up
+        items = [ds[16 * step + i] for i in range(16)]
+        b = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        loss = compute_loss("l1", model(b["composite"], b["mask"], b["semantic"]), b["real"], b["mask"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return 16 * steps / (time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,12 @@ needs only ``onnxruntime``. The exported graph takes any batch size at the model
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +62,12 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     mask[..., s // 4: s // 2, s // 4: s // 2] = 1
     example = (torch.rand(2, 3, s, s), mask, torch.rand(2, c, s, s))
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(_Transform(model).eval(), example, dynamo=True, input_names=list(INPUTS),
-                                output_names=["params"], dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
-                                verbose=False)
+    # the exporter reports its steps with print(): keep stdout clean for pipelines (srin train prints one path)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(_Transform(model).eval(), example, dynamo=True, input_names=list(INPUTS),
+                                    output_names=["params"], dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
+                                    verbose=False)
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = DIGEST_KEY, checkpoint_digest(checkpoint)

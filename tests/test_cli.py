@@ -138,6 +138,8 @@ def test_train_and_harmonize_region_token_srin(tmp_path):
     assert r.exit_code == 0, r.output
     from srin_cli.build import load_model
 
+    assert r.stdout.strip() == str(tmp_path / "run" / "model.pt")  # stdout: the path only (no exporter chatter)
+    assert (tmp_path / "run" / "model.onnx").is_file()  # the fast CPU path
     model, payload = load_model(tmp_path / "run" / "model.pt")
     assert payload["config"]["regions"] == 4 and payload["config"]["norm_levels"] == [0, 1, 2]
     h = run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "run" / "model.pt")

@@ -46,6 +46,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and any regressions) as JSON on stdout.")] = False,
     device: DeviceOpt = Device.auto,
     backend: NetBackendOpt = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
     quiet: QuietOpt = False,
 ) -> None:
     """Score harmonized images against the real ones: per_image.csv and summary.csv.
@@ -83,19 +85,39 @@ def evaluate(
         thumbs: dict = {}
         s = size or None
 
-        def work(item) -> bool:
+        batched = run is not None and batch > 1 and hasattr(run, "transform_many")
+
+        def load(item) -> dict:
+            """Decode (and segment and prepare the network inputs) -- in loader threads with --workers."""
             real = read_image(item.real)
             mask = read_mask(item.mask, real.shape[:2])
             comp = read_image(item.composite) if run is not None or report is not None else None
+            loaded = {"real": real, "mask": mask, "comp": comp}
+            if run is not None:
+                comp_mask = mask if comp.shape == real.shape else read_mask(item.mask, comp.shape[:2])
+                labels = cached_labels(maps, item.name, comp, seg) if run.needs_labels else None
+                loaded.update(comp_mask=comp_mask, labels=labels)
+                if batched and (comp_mask > 0).any():
+                    loaded["prepared"] = run.prepare(comp, comp_mask, labels)
+            return loaded
+
+        def before(group: list) -> None:
+            ready = [x for x in group if "prepared" in x]
+            if ready:
+                for x, params in zip(ready, run.transform_many([x["prepared"] for x in ready])):
+                    x["params"] = params
+
+        def work(item, loaded) -> bool:
+            real, mask, comp = loaded["real"], loaded["mask"], loaded["comp"]
             if run is None:
                 pred_path = pred_index.find(Path(item.name).parent, [Path(item.name).name])
                 if pred_path is None:
                     raise FileNotFoundError(2, "no prediction", str(predictions / item.name))
                 pred = read_image(pred_path)
+            elif "params" in loaded:
+                pred = run(comp, loaded["comp_mask"], loaded["labels"], params=loaded["params"])
             else:
-                comp_mask = mask if comp.shape == real.shape else read_mask(item.mask, comp.shape[:2])
-                labels = cached_labels(maps, item.name, comp, seg) if run.needs_labels else None
-                pred = run(comp, comp_mask, labels)
+                pred = run(comp, loaded["comp_mask"], loaded["labels"])
             if pred.shape != real.shape:
                 raise ValueError(f"prediction is {pred.shape[1]}x{pred.shape[0]} but the real image is {real.shape[1]}x{real.shape[0]}")
             m = resize_for_scoring(mask, s, is_mask=True)
@@ -107,8 +129,9 @@ def evaluate(
             return True
 
         with make_progress(quiet) as progress:
-            batch = run_batch(items, work, lambda i: i.name, progress,
-                               (lambda m: None) if quiet else progress.console.print, "evaluate")
+            outcome = run_batch(items, work, lambda i: i.name, progress,
+                                (lambda m: None) if quiet else progress.console.print, "evaluate",
+                                load=load, workers=workers, batch=batch, before=before if batched else None)
         if not rows:
             raise ValueError("no pair could be scored")
         summary = summarize(rows)
@@ -128,7 +151,7 @@ def evaluate(
         import json
 
         print(json.dumps({"summary": summary, "per_image_csv": str(out / "per_image.csv"), "summary_csv": str(out / "summary.csv"),
-                          "failed": [{"name": n, "error": e} for n, e in batch.failures], "regressions": problems}))
+                          "failed": [{"name": n, "error": e} for n, e in outcome.failures], "regressions": problems}))
     if not quiet:
         from rich.markup import escape
         from rich.table import Table
@@ -141,11 +164,11 @@ def evaluate(
         err_console.print(table, soft_wrap=False)
         if unscored:
             err_console.print(f"{len(unscored)} composites have no real image and were not scored", markup=False)
-        err_console.print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}; {len(batch.failures)} failed", markup=False)
-    for name, msg in batch.failures:
+        err_console.print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}; {len(outcome.failures)} failed", markup=False)
+    for name, msg in outcome.failures:
         err_console.print(f"  failed: {name}: {msg}", markup=False)
     if problems:
         err_console.print(f"[bold red]quality gate failed[/] ({len(problems)}):")
         for p in problems:
             err_console.print(f"  regressed: {p}", markup=False)
-    raise typer.Exit(1 if problems or batch.failures else 0)
+    raise typer.Exit(1 if problems or outcome.failures else 0)
