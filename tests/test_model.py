@@ -157,18 +157,28 @@ def test_region_srin_shapes_gradients_and_identity_at_init():
     assert not missing, f"no gradient reached {missing}"
 
 
-def test_region_srin_with_one_region_is_rain_and_ignores_region_order():
-    """A blank map (one background region) gives RAIN's global statistics at init; tokens have no order."""
-    from srin_cli.modeling.norms import RAIN, RegionSRIN
+def test_region_srin_blank_map_gives_global_statistics_and_ignores_region_order():
+    """One background region offers only the global background statistics (RAIN's); tokens have no order."""
+    from srin_cli.modeling.norms import RegionSRIN, region_stats
 
     torch.manual_seed(0)
-    layer, rain = RegionSRIN(8, semantic_channels=3 + 4), RAIN(8)
+    layer = RegionSRIN(8, semantic_channels=3 + 4)
     x = torch.randn(2, 8, 16, 16)
     mask = torch.zeros(2, 1, 16, 16)
     mask[..., 4:10, 3:12] = 1
     blank = torch.zeros(2, 7, 16, 16)
     blank[:, 3] = 1 - mask[:, 0]
-    assert torch.allclose(layer(x, mask, blank), rain(x, mask), atol=1e-4)
+    mu_f, sd_f = region_stats(x, mask)
+    fg = mask.bool().expand_as(x)
+    # at init: the foreground normalized by its own statistics (gamma = 1, beta ~ 0), like the pixel SRIN
+    assert torch.allclose(layer(x, mask, blank)[fg], ((x - mu_f) / sd_f)[fg], atol=1e-2)
+    # gamma/beta as the identity of the context: a blank map hands the foreground the background's global mean/std
+    with torch.no_grad():
+        layer.g_gamma.weight.zero_(); layer.g_gamma.bias.zero_(); layer.g_beta.weight.zero_()
+        layer.g_gamma.weight[:, :8, 0, 0] = torch.eye(8)
+        layer.g_beta.weight[:, 8:, 0, 0] = torch.eye(8)
+    mu_b, sd_b = region_stats(x, 1 - mask)
+    assert torch.allclose(layer(x, mask, blank)[fg], ((x - mu_f) / sd_f * sd_b + mu_b)[fg], atol=1e-3)
     _, _, sem = _region_inputs(2, 16, 4)
     sem[:, 3:] *= 1 - mask
     for p in layer.parameters():

@@ -18,8 +18,8 @@ Shape:
   its keys and values are background *segments* of the semantic map instead of background pixels: each
   background region's features are pooled into a token (the mean of its instance-normalized features for
   the key, its feature mean and std for the value), and a foreground position draws a mixture of region
-  statistics. With a blank map (one background region) this is exactly RAIN's global background
-  statistics; with a real map the foreground can take the statistics of the regions that match it.
+  statistics. With a blank map (one background region) the only statistics on offer are the global
+  background's, as in RAIN; with a real map the foreground can take those of the regions that match it.
 """
 from __future__ import annotations
 
@@ -159,7 +159,8 @@ class RegionSRIN(_RegionNorm):
     Q = h_q([M_s colours, IN(F)]) per position; K_j = h_k(mean of IN(F) over region j);
     logits get log(area_j), so a token weighs like its pixels would in pixel attention. gamma =
     ReLU(g_gamma([R sigma, R mu])) as in the paper; beta = g_beta(...) has no ReLU because feature means are
-    signed. Initialised so gamma = R sigma and beta = R mu (RAIN with semantically chosen statistics).
+    signed. Initialised as the pixel SRIN (gamma = 1, beta ~ 0: the foreground normalized by its own
+    statistics); a RAIN-like start (gamma = R sigma, beta = R mu) trained markedly slower (BENCHMARKS.md).
     """
 
     def __init__(self, channels: int, semantic_channels: int, key_channels: int | None = None):
@@ -171,12 +172,10 @@ class RegionSRIN(_RegionNorm):
         self.h_k = nn.Linear(channels, d)
         self.g_gamma = nn.Conv2d(2 * channels, channels, 1)
         self.g_beta = nn.Conv2d(2 * channels, channels, 1)
-        eye = torch.eye(channels)[:, :, None, None]
-        with torch.no_grad():
-            for conv, half in ((self.g_gamma, 0), (self.g_beta, 1)):
-                conv.weight.zero_()
-                conv.weight[:, half * channels:(half + 1) * channels] = eye
-                conv.bias.zero_()
+        nn.init.zeros_(self.g_gamma.weight)
+        nn.init.ones_(self.g_gamma.bias)
+        nn.init.normal_(self.g_beta.weight, std=1e-3)
+        nn.init.zeros_(self.g_beta.bias)
 
     def forward(self, x, mask, semantic=None):
         _check(x, mask)
