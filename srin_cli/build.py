@@ -21,7 +21,8 @@ CHECKPOINT_FORMAT = "srin-checkpoint"
 CHECKPOINT_VERSION = 1
 
 # shipped models: name -> file inside srin_cli/models
-MODEL_REGISTRY: dict[str, str] = {"default": "srin_default.pt", "rain": "rain_baseline.pt"}
+MODEL_REGISTRY: dict[str, str] = {"default": "srin_default.pt", "rain": "rain_baseline.pt", "bain": "bain_baseline.pt",
+                                  "in": "in_baseline.pt"}
 
 
 def build_model(norm: str = "srin", **overrides) -> HarmonizationUNet:

@@ -202,3 +202,13 @@ def test_region_srin_gradcheck_float64():
     sem[:, 3:] *= 1 - mask
     sem.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, s: layer(a, mask, s), (x, sem), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("srin_cli.build", fromlist=["MODEL_REGISTRY"]).MODEL_REGISTRY))
+def test_every_shipped_model_loads_and_has_a_model_card(name):
+    from srin_cli.build import shipped_model_path
+
+    path = shipped_model_path(name)
+    model, payload = load_model(path)
+    assert path.with_suffix(".md").is_file(), f"no model card for {name}"
+    assert model.config.image_size == 128 and payload["config"]["norm"] in NORMS
