@@ -27,7 +27,7 @@ PointsOpt = Annotated[Optional[int], typer.Option("--points-per-side", min=1, he
 IouOpt = Annotated[Optional[float], typer.Option("--pred-iou-thresh", help="SAM: predicted-IoU threshold (default 0.86).", rich_help_panel=SEG)]
 StabilityOpt = Annotated[Optional[float], typer.Option("--stability-score-thresh", help="SAM: stability threshold (default 0.92).", rich_help_panel=SEG)]
 ScaleOpt = Annotated[Optional[float], typer.Option("--scale", help="felzenszwalb: larger means coarser segments (default 200).", rich_help_panel=SEG)]
-MinSizeOpt = Annotated[Optional[int], typer.Option("--min-size", help="felzenszwalb: smallest segment in pixels at 256 px (default 64).", rich_help_panel=SEG)]
+MinSizeOpt = Annotated[Optional[int], typer.Option("--min-size", help="felzenszwalb: smallest segment in pixels at its 64 px working size (default 16).", rich_help_panel=SEG)]
 
 
 def segmenter_kwargs(backend: str, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh, stability_score_thresh,
