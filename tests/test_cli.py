@@ -43,6 +43,20 @@ def test_segment_writes_label_maps_and_previews_then_skips(pairs, tmp_path):
     assert (maps / "img_000_1.png").stat().st_mtime_ns == stamp
 
 
+def test_segment_refuses_two_images_that_would_share_one_map(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    img = Image.fromarray(np.full((16, 16, 3), 90, np.uint8))
+    for name in ("x.png", "x.jpg", "y.png"):
+        img.save(src / name)
+    r = run("segment", src, "-o", tmp_path / "maps")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "x.jpg and x.png would share the map x.png" in r.output or "x.png and x.jpg would share the map x.png" in r.output
+    assert sorted(p.name for p in (tmp_path / "maps").glob("*.png")) == ["y.png"]
+
+
 def test_harmonize_end_to_end_keeps_background_and_size(pairs, tmp_path, tiny_checkpoint):
     out, maps = tmp_path / "out", tmp_path / "maps"
     assert run("segment", pairs / "composite_images", "-o", maps).exit_code == 0

@@ -43,6 +43,14 @@ def segment(
                               stability_score_thresh, scale, min_size, resolve_device(device) if segmenter == "sam" else "cpu")
         seg = create_segmenter(segmenter, **kw)
         items = [Item(f, None, name=str(f.relative_to(base).with_suffix("")) if base else f.stem) for f in files]
+        by_name: dict[str, list[Item]] = {}
+        for item in items:
+            by_name.setdefault(item.name, []).append(item)
+        for same in by_name.values():  # x.png + x.jpg would write one map x.png: never guess which
+            if len(same) > 1:
+                listed = " and ".join(str(i.composite.name) for i in same)
+                for item in same:
+                    item.error = f"{listed} would share the map {item.name}.png; rename one"
 
         def work(item) -> bool:
             target = out / f"{item.name}.png"
