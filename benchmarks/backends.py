@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from speed import best_of  # benchmarks/ is on sys.path when this script runs
 
 from srin_cli.build import load_model, shipped_model_path
 
@@ -27,16 +27,6 @@ class Transform(torch.nn.Module):
 
     def forward(self, image, mask, semantic):
         return self.model.transform(image, mask, semantic)
-
-
-def best_of(fn, repeat: int = 5) -> float:
-    fn()  # warm-up (and compilation)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def inputs(model, batch: int):
@@ -86,7 +76,7 @@ def main():
             pass
         for name, fn in rows.items():
             with torch.inference_mode():
-                t = best_of(fn)
+                t = best_of(fn, warmup=True)
                 diff = (fn() - ref).abs().max().item()
             print(f"| {name} | {batch} | {batch / t:.1f} | {diff:.1e} |")
 

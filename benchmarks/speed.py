@@ -29,7 +29,10 @@ from srin_cli.segmentation import create_segmenter
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def best_of(fn, repeat=5):
+def best_of(fn, repeat=5, warmup: bool = False):
+    """The fastest of ``repeat`` timed calls (after one untimed call with ``warmup``: compilation, caches)."""
+    if warmup:
+        fn()
     times = []
     for _ in range(repeat):
         t = time.perf_counter()

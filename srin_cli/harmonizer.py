@@ -40,7 +40,8 @@ class ClassicalHarmonizer:
         self.seed = seed
         self.needs_labels = False
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None, params=None) -> np.ndarray:
+        """``params`` is accepted for a uniform call with :class:`Harmonizer`; classical methods have no network."""
         if self.method == "identity":
             return image.copy()
         from .data.synthesis import transfer
@@ -159,6 +160,17 @@ class Harmonizer:
                 harmonized = apply_affine(sampled, band)[0].permute(1, 2, 0).mul(255).cpu().numpy()
                 out[y0:y1, x0:x1] = blend(harmonized, image[y0:y1, x0:x1], mask[y0:y1, x0:x1])
         return out
+
+
+def transform_group(run: Harmonizer, payloads: list[dict]) -> None:
+    """One network pass for the batch payloads that carry ``prepared`` inputs; stores each one's ``params``.
+
+    Used as ``run_batch``'s ``before`` hook by harmonize and evaluate (payloads are their loaders' dicts).
+    """
+    ready = [p for p in payloads if "prepared" in p]
+    if ready:
+        for p, params in zip(ready, run.transform_many([p["prepared"] for p in ready])):
+            p["params"] = params
 
 
 def make_method(method: str, model: str | None = "default", checkpoint: str | Path | None = None,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def split_by_mask(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Give foreground and background parts of every segment their own id (consecutive 0..K-1)."""
     if labels.shape != mask.shape[:2]:
@@ -42,11 +41,6 @@ def split_by_mask(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return table[combined]
 
 
-def semantic_channels(regions: int = 0) -> int:
-    """Channels of the encoding: 3 region-mean colours plus ``regions`` membership channels."""
-    return 3 + int(regions)
-
-
 def encode_semantic(labels: np.ndarray, image: np.ndarray, mask: np.ndarray, regions: int = 0) -> np.ndarray:
     """Region-mean encoding, plus ``regions`` background-membership channels when asked.
 
@@ -56,7 +50,6 @@ def encode_semantic(labels: np.ndarray, image: np.ndarray, mask: np.ndarray, reg
         raise ValueError(f"image must be HxWx3 matching labels {labels.shape}, got {image.shape}")
     if regions < 0 or regions == 1:
         raise ValueError(f"regions must be 0 or at least 2, got {regions}")
-    n_regions = regions
     split = split_by_mask(labels, mask).ravel()
     n = int(split.max()) + 1
     counts = np.bincount(split, minlength=n).astype(np.float64)
@@ -64,9 +57,9 @@ def encode_semantic(labels: np.ndarray, image: np.ndarray, mask: np.ndarray, reg
     means = np.stack([np.bincount(split, weights=pixels[:, c], minlength=n) for c in range(3)], axis=1)
     means /= np.maximum(counts, 1)[:, None]
     encoded = means[split].reshape(image.shape).astype(np.float32)
-    if not n_regions:
+    if not regions:
         return encoded
-    return np.concatenate([encoded, _membership(split.reshape(labels.shape), mask, n_regions)], axis=2)
+    return np.concatenate([encoded, _membership(split.reshape(labels.shape), mask, regions)], axis=2)
 
 
 def _membership(split: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -60,7 +61,7 @@ def evaluate(
         from ..batch import cached_labels, run_batch
         from ..data.io import read_image, read_mask
         from ..data.pairing import FolderIndex, dataset_layout, list_images, pair_items
-        from ..harmonizer import make_method
+        from ..harmonizer import make_method, transform_group
         from ..metrics import resize_for_scoring, score, summarize
 
         layout = dataset_layout(dataset)
@@ -101,12 +102,6 @@ def evaluate(
                     loaded["prepared"] = run.prepare(comp, comp_mask, labels)
             return loaded
 
-        def before(group: list) -> None:
-            ready = [x for x in group if "prepared" in x]
-            if ready:
-                for x, params in zip(ready, run.transform_many([x["prepared"] for x in ready])):
-                    x["params"] = params
-
         def work(item, loaded) -> bool:
             real, mask, comp = loaded["real"], loaded["mask"], loaded["comp"]
             if run is None:
@@ -114,10 +109,8 @@ def evaluate(
                 if pred_path is None:
                     raise FileNotFoundError(2, "no prediction", str(predictions / item.name))
                 pred = read_image(pred_path)
-            elif "params" in loaded:
-                pred = run(comp, loaded["comp_mask"], loaded["labels"], params=loaded["params"])
             else:
-                pred = run(comp, loaded["comp_mask"], loaded["labels"])
+                pred = run(comp, loaded["comp_mask"], loaded["labels"], params=loaded.get("params"))
             if pred.shape != real.shape:
                 raise ValueError(f"prediction is {pred.shape[1]}x{pred.shape[0]} but the real image is {real.shape[1]}x{real.shape[0]}")
             m = resize_for_scoring(mask, s, is_mask=True)
@@ -131,7 +124,8 @@ def evaluate(
         with make_progress(quiet) as progress:
             outcome = run_batch(items, work, lambda i: i.name, progress,
                                 (lambda m: None) if quiet else progress.console.print, "evaluate",
-                                load=load, workers=workers, batch=batch, before=before if batched else None)
+                                load=load, workers=workers, batch=batch,
+                                before=partial(transform_group, run) if batched else None)
         if not rows:
             raise ValueError("no pair could be scored")
         summary = summarize(rows)

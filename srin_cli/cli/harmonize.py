@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -63,7 +64,7 @@ def harmonize(
         from ..batch import FORMATS, cached_labels, clean_stale_parts, shard, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
         from ..data.io import read_image, read_mask, write_image
         from ..data.pairing import pair_items
-        from ..harmonizer import make_method
+        from ..harmonizer import make_method, transform_group
         from ..segmentation import create_segmenter
 
         if fmt not in FORMATS:
@@ -96,18 +97,10 @@ def harmonize(
                 loaded["prepared"] = run.prepare(image, mask, labels)  # network inputs, made in the loader too
             return loaded
 
-        def before(group: list) -> None:
-            """One network pass for a group of composites (their transforms are kept for work())."""
-            ready = [x for x in group if "prepared" in x]
-            if ready:
-                for x, params in zip(ready, run.transform_many([x["prepared"] for x in ready])):
-                    x["params"] = params
-
         def work(item, loaded) -> bool:
             if loaded is None:
                 return False
-            image, mask, labels = loaded["image"], loaded["mask"], loaded["labels"]
-            result = run(image, mask, labels, params=loaded["params"]) if "params" in loaded else run(image, mask, labels)
+            result = run(loaded["image"], loaded["mask"], loaded["labels"], params=loaded.get("params"))
             write_image(loaded["target"], result, quality)
             written.append(str(loaded["target"]))
             return True
@@ -118,7 +111,7 @@ def harmonize(
         with make_progress(quiet) as progress:
             report = run_batch(items, work, lambda i: str(i.composite), progress,
                                (lambda m: None) if quiet else progress.console.print, "harmonize", load=load, workers=workers,
-                               batch=batch, before=before if batched else None)
+                               batch=batch, before=partial(transform_group, run) if batched else None)
     if as_json:
         print(json.dumps({"out": str(out), "written": report.done, "skipped": report.skipped,
                           "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}))

@@ -116,6 +116,14 @@ class BAIN(_RegionNorm):
         return self._affine(fg, (x - mu_b) / sd_b, mask)
 
 
+def _start_as_own_statistics(g_gamma: nn.Conv2d, g_beta: nn.Conv2d) -> None:
+    """gamma ~ 1, beta ~ 0: SRIN starts as the foreground normalized by its own statistics."""
+    nn.init.zeros_(g_gamma.weight)
+    nn.init.ones_(g_gamma.bias)
+    nn.init.normal_(g_beta.weight, std=1e-3)
+    nn.init.zeros_(g_beta.bias)
+
+
 class SRIN(_RegionNorm):
     def __init__(self, channels: int, semantic_channels: int = 3, key_channels: int | None = None):
         super().__init__(channels)
@@ -125,11 +133,7 @@ class SRIN(_RegionNorm):
         self.h_v = nn.Conv2d(channels, channels, 1)
         self.g_gamma = nn.Conv2d(channels, channels, 1)
         self.g_beta = nn.Conv2d(channels, channels, 1)
-        # start near the identity re-normalization: gamma ~ 1, beta ~ small
-        nn.init.zeros_(self.g_gamma.weight)
-        nn.init.ones_(self.g_gamma.bias)
-        nn.init.normal_(self.g_beta.weight, std=1e-3)
-        nn.init.zeros_(self.g_beta.bias)
+        _start_as_own_statistics(self.g_gamma, self.g_beta)
 
     def forward(self, x, mask, semantic=None):
         _check(x, mask)
@@ -173,10 +177,7 @@ class RegionSRIN(_RegionNorm):
         self.h_k = nn.Linear(channels, d)
         self.g_gamma = nn.Conv2d(2 * channels, channels, 1)
         self.g_beta = nn.Conv2d(2 * channels, channels, 1)
-        nn.init.zeros_(self.g_gamma.weight)
-        nn.init.ones_(self.g_gamma.bias)
-        nn.init.normal_(self.g_beta.weight, std=1e-3)
-        nn.init.zeros_(self.g_beta.bias)
+        _start_as_own_statistics(self.g_gamma, self.g_beta)
 
     def forward(self, x, mask, semantic=None):
         _check(x, mask)
