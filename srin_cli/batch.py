@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,13 +60,32 @@ def refuse_overwriting_inputs(out_dir: Path, input_dirs: Iterable[Path | None]) 
             raise UsageError(f"refusing to write into the input folder {d}; choose another -o/--out")
 
 
-STALE_PART = ".*.part"  # the hidden temp files of data.io._atomic_write: .NAME.XXXXXXXX.part
+STALE_PART = ".*.part"  # the hidden temp files of data.io._atomic_write: .NAME.PID.XXXXXXXX.part
+_WRITER_PID = re.compile(r"\.(\d+)\.[^.]+\.part$")
+
+
+def _written_by_live_process(name: str) -> bool:
+    """True when the temp file's name carries the PID of a running process (another run writing there now)."""
+    match = _WRITER_PID.search(name)
+    if match is None:
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
 
 
 def clean_stale_parts(out_dir: Path) -> list[Path]:
     """Remove temp files a killed run left in ``out_dir`` (recursively): regular files named ``.*.part`` only.
 
     Writes go to such a file and are renamed when complete, so a leftover one is never a finished output.
+    Files whose name carries the PID of a running process are left alone: another run may be writing them.
     Returns the removed paths."""
     removed: list[Path] = []
     if not out_dir.is_dir():
@@ -73,7 +93,7 @@ def clean_stale_parts(out_dir: Path) -> list[Path]:
     for folder, _dirs, names in os.walk(out_dir):  # does not follow symlinked folders
         for name in fnmatch.filter(names, STALE_PART):
             path = Path(folder) / name
-            if path.is_file() and not path.is_symlink():
+            if path.is_file() and not path.is_symlink() and not _written_by_live_process(name):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

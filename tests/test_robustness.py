@@ -466,6 +466,33 @@ def test_clean_stale_parts_removes_only_temp_files(tmp_path):
     assert clean_stale_parts(tmp_path / "missing") == []
 
 
+def test_clean_stale_parts_spares_a_live_runs_temp_files(tmp_path):
+    """Two runs sharing one output folder: the second must not delete what the first is writing."""
+    import subprocess
+    import sys
+
+    from srin_cli.data.io import write_image
+
+    out = tmp_path / "out"
+    out.mkdir()
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+        live_part = out / f".a.png.{writer.pid}.k2j3h4l5.part"
+        dead_part = out / f".b.png.{int(dead.stdout)}.x1y2z3w4.part"
+        own_part = out / f".c.png.{os.getpid()}.abcdefgh.part"  # this process is not writing it now
+        for p in (live_part, dead_part, own_part):
+            p.write_bytes(b"x")
+        assert sorted(clean_stale_parts(out)) == sorted([dead_part, own_part])
+        assert live_part.exists()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert clean_stale_parts(out) == [live_part]  # its writer is gone now
+    write_image(out / "d.png", np.zeros((4, 4, 3), np.uint8))  # the temp name carries our PID, then is renamed away
+    assert sorted(p.name for p in out.iterdir()) == ["d.png"]
+
+
 def test_segment_and_harmonize_maps_clean_stale_parts(tmp_path, tiny_checkpoint):
     comps, _ = new_batch(tmp_path / "in", n=2)
     maps = tmp_path / "maps"

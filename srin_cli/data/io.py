@@ -117,7 +117,8 @@ os.umask(_UMASK)
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write to a hidden temporary file beside ``path``, then rename: a kill never leaves a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".part", dir=path.parent)
+    # the PID in the name lets clean_stale_parts leave the temp files of a live run alone
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
