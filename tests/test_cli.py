@@ -194,6 +194,23 @@ def test_train_resume_after_interruption(tmp_path, monkeypatch):
     assert float(a[-1]["train_loss"]) == pytest.approx(float(b[-1]["train_loss"]), rel=1e-3)
 
 
+def test_train_loss_default_and_resume_keeps_the_runs_loss(tmp_path):
+    """New runs use fn-l1; --resume without --loss continues with the loss the run was started with."""
+    root = make_pairs(tmp_path / "train", n=2, size=(64, 64))
+    common = ["--widths", "4,8,8,8", "--image-size", "64", "--batch-size", "2", "-q", "--no-onnx"]
+
+    def saved(run_dir):
+        return json.loads((run_dir / "config.json").read_text())["loss"]
+
+    assert run("train", root, "-o", tmp_path / "new", "--epochs", "1", *common).exit_code == 0
+    assert saved(tmp_path / "new") == "fn-l1"
+    assert run("train", root, "-o", tmp_path / "old", "--epochs", "1", "--loss", "l1", *common).exit_code == 0
+    r = run("train", root, "-o", tmp_path / "old", "--epochs", "2", "--resume", *common)
+    assert r.exit_code == 0, r.output
+    assert saved(tmp_path / "old") == "l1"
+    _one_line_error(run("train", root, "-o", tmp_path / "bad", "--loss", "l2", *common))
+
+
 @pytest.mark.parametrize("model", ["default", "rain"])
 def test_harmonize_sample_inputs_with_shipped_model(tmp_path, model):
     r = run("harmonize", REPO / "sample_inputs", "-o", tmp_path / "h", "--model", model)

@@ -42,7 +42,7 @@ class TrainConfig:
     device: str = "cpu"
     segmenter: str = "felzenszwalb"
     vary_segmentation: bool = True
-    loss: str = "l1"
+    loss: str = "fn-l1"
     global_branch: bool = False
     threads: int | None = None
     regions: int = 0
@@ -71,6 +71,14 @@ def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.
         area = mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * mask[0].numel()) * pred.shape[1]
         return (err / area).mean()
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+
+
+def saved_loss(out: str | Path) -> str | None:
+    """The loss a run folder was trained with (its config.json; runs from before --loss existed used l1)."""
+    try:
+        return json.loads((Path(out) / "config.json").read_text()).get("loss", "l1")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _seed_everything(seed: int) -> None:
