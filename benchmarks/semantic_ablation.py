@@ -69,7 +69,7 @@ def main():
     for scale in (50, 100, 500, 1000):
         seg = create_segmenter("felzenszwalb", scale=scale)
         variants[f"felzenszwalb scale {scale}"] = [seg(c) for c, _, _ in data]
-    variants["felzenszwalb at working size 128 (min size 64: the training maps)"] = [
+    variants["felzenszwalb at working size 128 (min size 64)"] = [
         create_segmenter("felzenszwalb", work_size=128, min_size=64)(c) for c, _, _ in data]
     variants["SLIC superpixels (about 40)"] = [slic_labels(c) for c, _, _ in data]
     variants["SAM-like (objects, gaps unlabelled)"] = [sam_like(c) for c, _, _ in data]
