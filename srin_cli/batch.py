@@ -76,8 +76,8 @@ def _written_by_live_process(name: str) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True  # exists, owned by someone else
+    except OSError:
+        return True  # exists, owned by someone else (PermissionError)
     return True
 
 
