@@ -1,0 +1,84 @@
+"""benchmarks/targets.py and benchmarks/contact_sheet.py on 3 synthetic pairs (a few seconds)."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import sys
+
+import numpy as np
+from PIL import Image
+
+from conftest import REPO, SHARED, make_pairs, needs_shared
+
+
+def _load(name: str):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _data(tmp_path):
+    root = tmp_path / "data"
+    make_pairs(root / "objects_val", n=3, seed=1)
+    make_pairs(root / "real_composites", n=3, seed=2, with_real=False)
+    return root
+
+
+def test_identity_does_nothing(tmp_path):
+    targets = _load("targets")
+    from srin_cli.metrics import resize_for_scoring, score
+
+    samples = targets.load_set(_data(tmp_path) / "objects_val")
+    assert len(samples) == 3 and all(s.real is not None for s in samples)
+    run = targets.make_runner("identity")
+    paired = targets.paired_checks(run, samples)
+    comp_fmse = np.mean([score(resize_for_scoring(s.comp, 256), resize_for_scoring(s.real, 256),
+                               resize_for_scoring(s.mask, 256, is_mask=True))["fmse"] for s in samples])
+    assert paired["harm"] == 0 and paired["worse_pct"] == 0
+    assert paired["fmse"] == comp_fmse > 0
+    fg = [(s.mask > 0.5).astype(np.float32) for s in samples]
+    bias = np.mean([targets.chroma(s.comp, w) - targets.chroma(s.real, w) for s, w in zip(samples, fg)])
+    assert math.isclose(paired["bias"], bias)
+    assert targets.greying_checks(run, samples) == {"dchroma": 0.0, "lose_pct": 0.0}
+
+
+def test_table_and_csv_for_a_model(tmp_path, tiny_checkpoint, capsys):
+    targets = _load("targets")
+    out = tmp_path / "t.csv"
+    targets.main(["identity", str(tiny_checkpoint), "--data", str(_data(tmp_path)),
+                  "--sets", "objects_val", "real_composites", "--limit", "2", "--csv", str(out)])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| model | obj harm | obj fMSE |") and table[0].endswith("rc lose>2% |")
+    assert len(table[2].split("|")) == len(table[0].split("|"))
+    rows = list(csv.DictReader(open(out)))
+    assert [r["model"] for r in rows] == ["identity", str(tiny_checkpoint)]
+    model = {k: float(v) for k, v in rows[1].items() if k != "model"}
+    assert set(model) == {"objects_val_harm", "objects_val_fmse", "objects_val_psnr", "objects_val_worse_pct",
+                          "objects_val_bias", "real_composites_dchroma", "real_composites_lose_pct"}
+    assert all(math.isfinite(v) for v in model.values())
+    assert model["objects_val_harm"] > 0  # the tiny random model changes colours
+
+
+def test_contact_sheet(tmp_path, tiny_checkpoint):
+    sheet_mod = _load("contact_sheet")
+    root = make_pairs(tmp_path / "pairs", n=4, size=(40, 60))
+    out = tmp_path / "sheet.png"
+    sheet_mod.main([str(root), "identity", str(tiny_checkpoint), "--limit", "3", "--size", "32", "-o", str(out)])
+    img = Image.open(out)
+    rows = 3
+    assert img.height == sheet_mod.LABEL_HEIGHT + rows * (32 + sheet_mod.GAP) + sheet_mod.GAP
+    cols = 5  # composite, identity, tiny model, real, mask
+    assert img.width == sheet_mod.GAP + cols * (48 + sheet_mod.GAP)
+    picked = sheet_mod.contact_sheet(root, ["identity"], tmp_path / "p.png", pick=["img_002_1"], height=32)
+    assert picked.height == sheet_mod.LABEL_HEIGHT + 32 + 2 * sheet_mod.GAP
+
+
+@needs_shared
+def test_on_labelme_val_pairs():
+    targets = _load("targets")
+    rows = targets.measure(["identity"], SHARED, ["labelme_val"], limit=2, log=lambda msg: None)
+    assert rows[0]["labelme_val_harm"] == 0 and 100 < rows[0]["labelme_val_fmse"] < 4000
