@@ -18,8 +18,9 @@ pytest.importorskip("onnxruntime")
 def exported(tmp_path_factory):
     pytest.importorskip("onnxscript")
     torch.manual_seed(0)
-    model = build_model("srin", widths=(4, 8, 8, 8), image_size=64, regions=4, norm_levels=(0, 1, 2))
+    model = build_model("srin", widths=(4, 8, 8, 8), image_size=64, regions=4, norm_levels=(0, 1, 2), gate=True)
     torch.nn.init.normal_(model.head.weight, std=0.05)
+    torch.nn.init.normal_(model.gate_head[-1].weight, std=0.5)  # a gate that differs between composites
     path = tmp_path_factory.mktemp("onnx") / "tiny.pt"
     save_checkpoint(path, model)
     assert export_onnx(path) == sidecar(path) == path.with_suffix(".onnx")

@@ -49,3 +49,119 @@ def test_iharmony4_layouts(tmp_path):
     assert len(open_dataset(sub, 32, seg, "test")) == 1
     (tmp_path / "IHD_train.txt").write_text("HCOCO/composite_images/c1_1_1.jpg\nHCOCO/composite_images/c2_1_2.jpg\n")
     assert len(open_dataset(tmp_path, 32, seg, "train")) == 2
+
+
+def _photo_set(root, n, kinds=None, size=48, seed=0):
+    import numpy as np
+    from PIL import Image
+
+    (root / "real_images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(seed)
+    rows = ["id,object,source"]
+    for i in range(n):
+        img = np.clip(rng.normal(120, 40, (size, size, 3)) + rng.integers(-60, 60, 3), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / "real_images" / f"p{i}.png")
+        mask = np.zeros((size, size), np.uint8)
+        mask[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 255
+        Image.fromarray(mask).save(root / "masks" / f"p{i}.png")
+        rows.append(f"p{i},{kinds[i] if kinds else 'salient'},x")
+    (root / "objects.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_recipe_pools_folders_and_leaves_a_share_untouched(tmp_path):
+    """Two photo folders form one set; with --untouched 1 every composite is its real photo (changed 0),
+    with the plain recipe every one is recoloured (changed 1); a seed gives the same draws."""
+    import numpy as np
+
+    from srin_cli.data.datasets import Recipe, open_training_set
+
+    a = _photo_set(tmp_path / "a", 3, seed=1)
+    b = _photo_set(tmp_path / "b", 2, kinds=["cat", "cat"], seed=2)
+    seg = lambda img: np.ones(img.shape[:2], np.int32)  # noqa: E731
+    untouched = open_training_set([a, b], 32, seg, recipe=Recipe(untouched=1.0, augment=True))
+    assert len(untouched) == 5 and untouched.names[3] == "b/p0" and untouched.kind_members == {"b:cat": [3, 4]}
+    for i in range(5):
+        item = untouched[i]
+        assert item["changed"].item() == 0.0 and torch.equal(item["composite"], item["real"])
+        assert item["composite"].shape == (3, 32, 32)
+    plain = open_training_set([a, b], 32, seg, recipe=Recipe(same_kind=1.0))
+    items = [plain[i] for i in range(5)]
+    assert all(it["changed"].item() == 1.0 and not torch.equal(it["composite"], it["real"]) for it in items)
+    assert torch.equal(plain[4]["composite"], items[4]["composite"])  # reproducible
+    with pytest.raises(ValueError):
+        Recipe(untouched=0.7, mild=0.5)
+
+
+def test_gate_scales_the_transform_and_zero_means_identity():
+    from srin_cli.build import build_model
+
+    torch.manual_seed(0)
+    model = build_model("srin", widths=(8, 16), image_size=32, gate=True).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    x, m, s = torch.rand(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float(), torch.rand(2, 3, 32, 32)
+    params, logit = model.transform_parts(x, m, s)
+    assert logit.shape == (2, 1)
+    assert torch.allclose(model.transform(x, m, s), params * torch.sigmoid(logit)[:, :, None, None])
+    torch.nn.init.constant_(model.gate_head[-1].bias, -50.0)  # a = 0: the composite comes back as it is
+    assert torch.allclose(model(x, m, s), x, atol=1e-6)
+
+
+def test_gated_loss_and_chroma_term():
+    from srin_cli.build import build_model
+    from srin_cli.training.loop import TrainConfig, chroma_loss, gated_loss
+
+    real = torch.rand(2, 3, 16, 16)
+    mask = torch.ones(2, 1, 16, 16)
+    grey = real.mean(dim=1, keepdim=True).expand_as(real)
+    assert chroma_loss(real, real, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert chroma_loss(grey, real, mask).item() > 0.05  # washing the colour out costs
+    model = build_model("srin", widths=(8, 16), image_size=16, gate=True)
+    batch = {"composite": torch.rand(2, 3, 16, 16), "mask": mask, "real": real, "semantic": torch.rand(2, 3, 16, 16),
+             "changed": torch.tensor([[1.0], [0.0]])}
+    loss = gated_loss(TrainConfig(data="x", out="y", chroma_weight=1.0), model, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.gate_head[-1].weight.grad.abs().sum() > 0
+
+
+def test_train_with_recipe_gate_ema_init_and_resume(tmp_path):
+    """Two pooled folders, the whole recipe, a gate, EMA weights and a warm start; then --resume continues the
+    same run (the log keeps one row per epoch, the do-no-harm column is filled)."""
+    import csv
+
+    from srin_cli.build import load_model
+    from srin_cli.training.loop import TrainConfig, train
+
+    a, b = _photo_set(tmp_path / "a", 6, seed=1), _photo_set(tmp_path / "b", 4, seed=2)
+    val = tmp_path / "val"
+    _make_pairs(val)
+    common = dict(data=[str(a), str(b)], val=str(val), widths=[8, 16], image_size=32, batch_size=4, untouched=0.3,
+                  mild=0.2, same_kind=0.5, augment=True, gate=True, chroma_weight=1.0, ema=0.9, onnx=False, threads=1)
+    first = train(TrainConfig(out=str(tmp_path / "init"), epochs=1, **common), log=lambda *_: None)
+    out = tmp_path / "run"
+    train(TrainConfig(out=str(out), epochs=1, init=str(first), **common), log=lambda *_: None)
+    train(TrainConfig(out=str(out), epochs=2, init=str(first), **common), resume=True, log=lambda *_: None)
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["val_reals_fmse"]) >= 0
+    model, payload = load_model(out / "model.pt")
+    assert model.config.gate and "raw_state_dict" not in payload
+    assert "raw_state_dict" in torch.load(out / "last.pt", weights_only=True)["train_state"]
+
+
+def _make_pairs(root, n=3, size=32):
+    import numpy as np
+    from PIL import Image
+
+    for d in ("composite_images", "masks", "real_images"):
+        (root / d).mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for i in range(n):
+        real = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        comp = real.copy()
+        comp[8:24, 8:24] = np.clip(comp[8:24, 8:24].astype(int) + 40, 0, 255).astype(np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        mask[8:24, 8:24] = 255
+        Image.fromarray(real).save(root / "real_images" / f"v{i}.png")
+        Image.fromarray(comp).save(root / "composite_images" / f"v{i}_1.png")
+        Image.fromarray(mask).save(root / "masks" / f"v{i}.png")

@@ -10,17 +10,25 @@ from .common import Device, err_console, handled_errors, make_progress, resolve_
 
 
 def train(
-    data: Annotated[Path, typer.Argument(help="Training folder: real_images/+masks/ (composites made on the fly), "
-                                              "composite_images/+masks/+real_images/, or an iHarmony4 folder with *_train.txt.")],
+    data: Annotated[list[Path], typer.Argument(help="Training folder(s): real_images/+masks/ (composites made on the fly; "
+                                              "several such folders are pooled), composite_images/+masks/+real_images/, or an iHarmony4 folder with *_train.txt.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log.csv, config.json.")] = Path("runs/srin"),
-    val: Annotated[Optional[Path], typer.Option(help="Validation pairs scored every epoch (composite_images/, masks/, real_images/).")] = None,
+    val: Annotated[Optional[list[Path]], typer.Option(help="Validation pairs scored every epoch (composite_images/, masks/, real_images/); repeat for several sets. The real photos are also given as composites (do-no-harm check).")] = None,
     norm: Annotated[str, typer.Option(help="Normalization: srin, rain, bain or in.")] = "srin",
     epochs: Annotated[int, typer.Option(min=1, help="Epochs (lr x0.1 at 100/120 and 110/120 of them).")] = 120,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     lr: Annotated[float, typer.Option(min=0.0, help="Initial Adam learning rate.")] = 1e-3,
     image_size: Annotated[int, typer.Option(min=32, help="Training resolution (multiple of 16).")] = 256,
     widths: Annotated[str, typer.Option(help="U-Net widths per level, comma-separated.")] = "16,32,64,128",
-    loss: Annotated[Optional[str], typer.Option(help="fn-l1 (foreground-normalized L1; the default for new runs: +0.3-0.8 dB at the same budget, BENCHMARKS.md) or l1 (the paper's, whole image). --resume keeps the run's own loss unless given.", show_default=False)] = None,
+    loss: Annotated[Optional[str], typer.Option(help="fn-l1 (foreground-normalized L1; the default for new runs) or l1 (the paper's, whole image). --resume keeps the run's own loss unless given.", show_default=False)] = None,
+    chroma_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a term that penalises changing the foreground's mean chroma away from the real photo's (washing colour out).")] = 0.0,
+    gate: Annotated[bool, typer.Option("--gate/--no-gate", help="Predict a per-composite confidence that the foreground needs correcting, which scales the transform (learns whether apart from how).")] = False,
+    untouched: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs left untouched (composite = real photo).")] = 0.0,
+    mild: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs recoloured only mildly (foreground MSE 15-100 instead of 100-4000).")] = 0.0,
+    same_kind: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: chance that the recolouring reference is another object of the same kind (objects.csv).")] = 0.0,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Recipe: random crops (60-100 % of each side) and flips of the training photos.")] = False,
+    ema: Annotated[float, typer.Option(min=0.0, max=0.99999, help="Validate and save an exponential moving average of the weights with this decay per step (0: off; e.g. 0.999).")] = 0.0,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (those whose names and shapes match); new runs only.")] = None,
     global_branch: Annotated[bool, typer.Option("--global-branch/--no-global-branch", help="Add a global colour branch (fg/bg feature statistics -> one affine transform for the foreground).")] = False,
     regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
     norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
@@ -56,10 +64,17 @@ def train(
             raise ValueError("--regions must be 0 or at least 2 (the last channel holds the small regions)")
         from ..training.loop import TrainConfig, train as run
 
-        cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, norm=norm, epochs=epochs,
+        if init is not None and not init.is_file():
+            raise ValueError(f"--init {init}: no such checkpoint")
+        cfg = TrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]), out=str(out),
+                          val=([str(v) for v in val] if len(val) > 1 else str(val[0])) if val else None, norm=norm, epochs=epochs,
                           batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, widths=width_list,
                           limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads,
-                          regions=regions, norm_levels=level_list, onnx=onnx)
+                          regions=regions, norm_levels=level_list, onnx=onnx, untouched=untouched, mild=mild,
+                          same_kind=same_kind, augment=augment, gate=gate, chroma_weight=chroma_weight, ema=ema,
+                          init=str(init) if init else None)
+        if untouched + mild > 1:
+            raise ValueError(f"--untouched and --mild must add up to at most 1, got {untouched + mild:g}")
         log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
         with make_progress(quiet) as progress:
             final = run(cfg, resume=resume, progress=progress, log=log)

@@ -8,12 +8,19 @@ Three layouts are recognised by :func:`open_dataset`:
 (c) the iHarmony4 layout: a ``*_train.txt`` / ``*_test.txt`` list of composites
     (``c1_1_1.jpg`` -> ``masks/c1_1.png`` -> ``real_images/c1.jpg``).
 
-Every item is a dict of float tensors: composite/real 3xSxS in [0, 1], mask 1xSxS, semantic 3xSxS.
+Several training folders can be given together (:func:`open_training_set`): their photos form one pool, and
+references for the recolouring are drawn from the whole pool.
+
+Every item is a dict of float tensors: composite/real 3xSxS in [0, 1], mask 1xSxS, semantic 3xSxS, and
+``changed`` (1 when the composite's foreground differs from the real photo's, 0 for an untouched pair).
 Segmentation label maps are computed once per image (on the composite for fixed pairs, on the real photo for
-synthesized ones, where only colours change) and kept in memory.
+synthesized ones, where only colours change) and kept in memory; with crop augmentation every view is new, so
+its map is computed per item.
 """
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,10 +42,14 @@ def _resize(image: np.ndarray, size: int, interpolation=cv2.INTER_AREA) -> np.nd
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxW -> 1xHxW float; HxWxC -> CxHxW float (uint8 scaled to [0, 1]). Converted in numpy: torch's
+    threaded kernels cost far more than the work on images this small, above all in loader workers."""
     if image.ndim == 2:
         return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-    t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)
-    return t.float() / 255.0 if image.dtype == np.uint8 else t.float()
+    t = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    if image.dtype == np.uint8:
+        t /= np.float32(255.0)
+    return torch.from_numpy(t)
 
 
 class _Base(Dataset):
@@ -63,33 +74,113 @@ class _Base(Dataset):
             self._labels[(index, k)] = self.segmenters[k](image)
         return self._labels[(index, k)]
 
-    def _pack(self, comp, real, mask, labels) -> dict:
+    def _pack(self, comp, real, mask, labels, changed: bool = True) -> dict:
         return {
             "composite": to_tensor(comp),
             "real": to_tensor(real),
             "mask": to_tensor(mask),
             "semantic": to_tensor(encode_semantic(labels, comp, mask, self.regions)),
+            "changed": torch.tensor([float(changed)]),
         }
 
 
-class SynthesizedPairs(_Base):
-    """(a) real photos + masks; composites synthesized on the fly."""
+@dataclass
+class Recipe:
+    """How training composites are drawn (the defaults are the plain iHarmony4 recipe).
 
-    def __init__(self, root: Path, size: int, segmenter, limit: int | None = None):
+    ``untouched``: share of pairs whose composite is the real photo (nothing to correct: teaches the model to
+    recognise a foreground that fits). ``mild``: share recoloured weakly (foreground MSE in ``mild_fmse``
+    instead of 100-4000). ``same_kind``: chance that the reference is another photo's object of the same
+    kind, where the folder's ``objects.csv`` names one (as iHarmony4's HCOCO), else any object or photo.
+    ``augment``: a random crop (60-100 % of each side, keeping the object) and a horizontal flip per item.
+    """
+
+    untouched: float = 0.0
+    mild: float = 0.0
+    mild_fmse: tuple[float, float] = (15.0, 100.0)
+    same_kind: float = 0.0
+    augment: bool = False
+
+    def __post_init__(self):
+        if not (0 <= self.untouched and 0 <= self.mild and self.untouched + self.mild <= 1):
+            raise ValueError(f"untouched and mild shares must be >= 0 and sum to at most 1, got {self.untouched}, {self.mild}")
+        if not 0 <= self.same_kind <= 1:
+            raise ValueError(f"same_kind must lie in [0, 1], got {self.same_kind}")
+
+
+def _object_kinds(root: Path, names: list[str]) -> list[str | None]:
+    """Each photo's object name from ``objects.csv`` (id,object,...); None where unknown or just ``salient``."""
+    table: dict[str, str] = {}
+    path = root / "objects.csv"
+    if path.is_file():
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                kind = (row.get("object") or "").strip().lower()
+                if row.get("id") and kind and kind != "salient":
+                    table[row["id"]] = kind
+    return [table.get(Path(n).stem) for n in names]
+
+
+def _crop_view(real: np.ndarray, mask: np.ndarray, rng: np.random.Generator, tries: int = 4):
+    """A random crop of 60-100 % of each side that keeps at least half of the object, flipped half the time."""
+    h, w = mask.shape
+    total = float((mask > 0.5).sum())
+    view = (real, mask)
+    for _ in range(tries):
+        ch, cw = int(round(h * rng.uniform(0.6, 1.0))), int(round(w * rng.uniform(0.6, 1.0)))
+        y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+        crop = mask[y0:y0 + ch, x0:x0 + cw]
+        if total == 0 or float((crop > 0.5).sum()) >= 0.5 * total:
+            view = (real[y0:y0 + ch, x0:x0 + cw], crop)
+            break
+    if rng.random() < 0.5:
+        view = (view[0][:, ::-1], view[1][:, ::-1])
+    return np.ascontiguousarray(view[0]), np.ascontiguousarray(view[1])
+
+
+class SynthesizedPairs(_Base):
+    """(a) real photos + masks, from one or more folders; composites synthesized on the fly by ``recipe``."""
+
+    def __init__(self, root: Path | list[Path], size: int, segmenter, limit: int | None = None,
+                 recipe: Recipe | None = None):
         super().__init__(size, segmenter)
-        items = pair_items(list_images(root / "real_images"), root / "real_images", root / "masks")
-        bad = [i.error for i in items if i.error]
-        if bad:
-            raise InputError(f"{root}: {len(bad)} photos without a mask, e.g. {bad[0]}")
-        items = items[:limit] if limit else items
-        self.names = [i.name for i in items]
-        self.images = [_resize(read_image(i.composite), size) for i in items]
-        self.masks = [_resize(read_mask(i.mask), size, cv2.INTER_LINEAR) for i in items]
+        self.recipe = recipe or Recipe()
+        roots = [Path(r) for r in (root if isinstance(root, (list, tuple)) else [root])]
+        self.names, self.images, self.masks, kinds = [], [], [], []
+        for r in roots:
+            items = pair_items(list_images(r / "real_images"), r / "real_images", r / "masks")
+            bad = [i.error for i in items if i.error]
+            if bad:
+                raise InputError(f"{r}: {len(bad)} photos without a mask, e.g. {bad[0]}")
+            items = items[:limit] if limit else items
+            prefix = f"{r.name}/" if len(roots) > 1 else ""
+            self.names += [prefix + i.name for i in items]
+            kinds += [f"{r.name}:{k}" if k else None for k in _object_kinds(r, [i.name for i in items])]
+            for i in items:
+                image = read_image(i.composite)
+                mask = read_mask(i.mask, image.shape[:2])
+                if not self.recipe.augment:  # views are cut per item from the stored photo otherwise
+                    image, mask = _resize(image, size), _resize(mask, size, cv2.INTER_LINEAR)
+                self.images.append(image)
+                self.masks.append(mask)
+        self.kind_members: dict[str, list[int]] = {}
+        for i, k in enumerate(kinds):
+            if k is not None:
+                self.kind_members.setdefault(k, []).append(i)
+        self.kinds = kinds
 
     def __len__(self) -> int:
         return len(self.images)
 
     def _reference(self, rng: np.random.Generator, exclude: int) -> np.ndarray:
+        kind = self.kinds[exclude]
+        peers = self.kind_members.get(kind, []) if kind else []
+        if self.recipe.same_kind and len(peers) > 1 and rng.random() < self.recipe.same_kind:
+            j = peers[int(rng.integers(len(peers) - 1))]
+            j = peers[-1] if j == exclude else j
+            obj = self.masks[j].reshape(-1) > 0.5
+            if obj.sum() >= 16:
+                return self.images[j].reshape(-1, 3)[obj]
         j = int(rng.integers(len(self.images) - 1)) if len(self.images) > 1 else 0
         j = j + 1 if j >= exclude and len(self.images) > 1 else j
         pixels = self.images[j].reshape(-1, 3)
@@ -104,15 +195,31 @@ class SynthesizedPairs(_Base):
 
         rng = np.random.default_rng([self.seed, self.epoch, index])
         real, mask = self.images[index], self.masks[index]
-        comp, _, _ = synthesize(real, mask, lambda: self._reference(rng, index), rng)
-        return self._pack(comp, real, mask, self.labels_for(index, real))
+        recipe = self.recipe
+        if recipe.augment:
+            real, mask = _crop_view(real, mask, rng)
+            real, mask = _resize(real, self.size), _resize(mask, self.size, cv2.INTER_LINEAR)
+        draw = rng.random() if (recipe.untouched or recipe.mild) else 1.0
+        if draw < recipe.untouched:
+            comp, changed = real.copy(), False
+        else:
+            low, high = recipe.mild_fmse if draw < recipe.untouched + recipe.mild else (100.0, 4000.0)
+            comp, _, _ = synthesize(real, mask, lambda: self._reference(rng, index), rng, min_fmse=low, max_fmse=high)
+            changed = True
+        if recipe.augment:  # a new view every time: segment it now, with one of the segmenters
+            labels = self.segmenters[int(rng.integers(len(self.segmenters))) if len(self.segmenters) > 1 else 0](real)
+        else:
+            labels = self.labels_for(index, real)
+        return self._pack(comp, real, mask, labels, changed)
 
 
 class FixedPairs(_Base):
     """(b) and (c): composites with masks and real images on disk."""
 
-    def __init__(self, root: Path, size: int, segmenter, composites: list[Path] | None = None, limit: int | None = None):
+    def __init__(self, root: Path, size: int, segmenter, composites: list[Path] | None = None, limit: int | None = None,
+                 reals_as_composites: bool = False):
         super().__init__(size, segmenter)
+        self.reals_as_composites = reals_as_composites  # the do-no-harm check: nothing to correct
         composites = composites if composites is not None else list_images(root / "composite_images")
         groups: dict[Path, list[Path]] = {}
         for comp in composites:  # the iHarmony4 root lists several sub-datasets (HCOCO/composite_images/...)
@@ -131,10 +238,10 @@ class FixedPairs(_Base):
 
     def __getitem__(self, index: int) -> dict:
         it = self.items[index]
-        comp = _resize(read_image(it.composite), self.size)
         real = _resize(read_image(it.real), self.size)
+        comp = real if self.reals_as_composites else _resize(read_image(it.composite), self.size)
         mask = _resize(read_mask(it.mask), self.size, cv2.INTER_LINEAR)
-        return self._pack(comp, real, mask, self.labels_for(index, comp))
+        return self._pack(comp, real, mask, self.labels_for(index, comp), not self.reals_as_composites)
 
 
 def iharmony4_list(root: Path, split: str = "train") -> list[Path] | None:
@@ -151,13 +258,30 @@ def iharmony4_list(root: Path, split: str = "train") -> list[Path] | None:
     return out
 
 
-def open_dataset(root: Path, size: int, segmenter, split: str = "train", limit: int | None = None, regions: int = 0) -> Dataset:
-    dataset = _open(Path(root), size, segmenter, split, limit)
+def open_dataset(root: Path, size: int, segmenter, split: str = "train", limit: int | None = None, regions: int = 0,
+                 recipe: Recipe | None = None) -> Dataset:
+    dataset = _open(Path(root), size, segmenter, split, limit, recipe)
     dataset.regions = regions
     return dataset
 
 
-def _open(root: Path, size: int, segmenter, split: str, limit: int | None) -> _Base:
+def open_training_set(roots: list[Path], size: int, segmenter, limit: int | None = None, regions: int = 0,
+                      recipe: Recipe | None = None) -> Dataset:
+    """One folder as :func:`open_dataset`; several photo folders (real_images/ + masks/) pooled into one set."""
+    roots = [Path(r) for r in roots]
+    if len(roots) == 1:
+        return open_dataset(roots[0], size, segmenter, "train", limit, regions, recipe)
+    for r in roots:
+        if not r.is_dir():
+            raise InputError(f"{r}: not a folder")
+        if not ((r / "real_images").is_dir() and (r / "masks").is_dir()):
+            raise InputError(f"{r}: several training folders must each hold real_images/ + masks/ (photos to recolour)")
+    dataset = SynthesizedPairs(roots, size, segmenter, limit=limit, recipe=recipe)
+    dataset.regions = regions
+    return dataset
+
+
+def _open(root: Path, size: int, segmenter, split: str, limit: int | None, recipe: Recipe | None = None) -> _Base:
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
     listed = iharmony4_list(root, split)
@@ -166,11 +290,11 @@ def _open(root: Path, size: int, segmenter, split: str, limit: int | None) -> _B
     if (root / "composite_images").is_dir():
         return FixedPairs(root, size, segmenter, limit=limit)
     if (root / "real_images").is_dir() and (root / "masks").is_dir():
-        return SynthesizedPairs(root, size, segmenter, limit=limit)
+        return SynthesizedPairs(root, size, segmenter, limit=limit, recipe=recipe)
     raise InputError(
         f"{root}: not a training set (expected real_images/ + masks/, or composite_images/ + masks/ + real_images/, "
         "or an iHarmony4 folder with *_train.txt)"
     )
 
 
-__all__ = ["open_dataset", "SynthesizedPairs", "FixedPairs", "to_tensor"]
+__all__ = ["open_dataset", "open_training_set", "Recipe", "SynthesizedPairs", "FixedPairs", "to_tensor"]

@@ -3,7 +3,13 @@
 The decoder does not paint pixels: it predicts a per-pixel affine colour transform (3x3 matrix + offset,
 12 channels) at half the network's input resolution. The transform is upsampled and applied to the
 composite at any resolution (:func:`apply_affine`), so the foreground keeps its own texture and the
-network can run at 256x256 whatever the photo's size. I_h = T(I_c) * M_b + I_c * (1 - M_b).
+network can run at its training size whatever the photo's size. I_h = T(I_c) * M_b + I_c * (1 - M_b).
+
+With ``gate`` the model also decides *whether* to correct, apart from *how*: a small head reads the
+foreground's and background's colour statistics and encoder features and predicts one confidence
+a in [0, 1] per composite that the foreground needs correcting (trained against the untouched pairs of the
+training recipe). The transform is scaled by it, so the output is I + a * (T(I) - I): a = 0 returns the
+composite unchanged, and the exported transform already carries a (nothing changes downstream).
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ class UNetConfig:
     # background-region membership channels in the semantic map (0: SRIN attends to background pixels;
     # K > 0: SRIN attends to K background region tokens, see norms.RegionSRIN)
     regions: int = 0
+    # a per-composite confidence that the foreground needs correcting, which scales the transform
+    gate: bool = False
 
     def __post_init__(self):
         if self.regions:
@@ -101,6 +109,12 @@ class HarmonizationUNet(nn.Module):
             nn.init.zeros_(self.global_head[-1].bias)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.gate_head = None
+        if config.gate:
+            # input: foreground and background mean/std of the encoder's deepest features and of the RGB image
+            self.gate_head = nn.Sequential(nn.Linear(4 * w[-1] + 12, 64), nn.LeakyReLU(0.2, inplace=True), nn.Linear(64, 1))
+            nn.init.zeros_(self.gate_head[-1].weight)
+            nn.init.constant_(self.gate_head[-1].bias, 2.0)  # starts by correcting (a = 0.88), as a gate-less model
 
     @property
     def stride(self) -> int:
@@ -126,12 +140,24 @@ class HarmonizationUNet(nn.Module):
         return self.norms[key](x, resize_to(mask, size), resize_to(semantic, size))
 
     def transform(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+        """The transform to apply (B x 12 x H/2 x W/2), already scaled by the gate when the model has one."""
+        params, gate_logit = self.transform_parts(image, mask, semantic)
+        return params if gate_logit is None else params * torch.sigmoid(gate_logit)[:, :, None, None]
+
+    def _gate_logit(self, deepest: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = resize_to(mask, deepest.shape[2:])
+        stats = [*region_stats(deepest, m), *region_stats(deepest, 1 - m), *region_stats(image, mask), *region_stats(image, 1 - mask)]
+        return self.gate_head(torch.cat([t.flatten(1) for t in stats], dim=1))
+
+    def transform_parts(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor):
+        """(ungated transform, gate logit B x 1 or None): what training needs to supervise each part."""
         self._check(image, mask, semantic)
         x = torch.cat([image * 2 - 1, mask * 2 - 1], dim=1)
         skips = []
         for block in self.enc:
             x = block(x)
             skips.append(x)
+        gate_logit = self._gate_logit(skips[-1], image, mask) if self.gate_head is not None else None
         x = self.bottleneck(self._norm(0, skips[-1], mask, semantic))
         global_params = None
         if self.global_head is not None:
@@ -144,10 +170,14 @@ class HarmonizationUNet(nn.Module):
             x = fuse(torch.cat([x, skip], dim=1))
             x = conv(self._norm(level, x, mask, semantic))
         params = self.head(x)
-        return params if global_params is None else params + global_params
+        return (params if global_params is None else params + global_params), gate_logit
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-        """Harmonized composite at the input's size: T(I_c) * M_b + I_c * (1 - M_b)."""
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor, parts: bool = False):
+        """Harmonized composite at the input's size: T(I_c) * M_b + I_c * (1 - M_b).
+
+        ``parts=True`` returns :meth:`transform_parts` instead (through forward, so DDP sees the call)."""
+        if parts:
+            return self.transform_parts(image, mask, semantic)
         params = self.transform(image, mask, semantic)
         return composite(apply_affine(params, image), image, mask)
 

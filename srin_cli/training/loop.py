@@ -1,8 +1,10 @@
 """The training loop: the paper's recipe by default, resumable, logged, reproducible.
 
 Adam (0.9, 0.999), lr 1e-3, x0.1 at 100/120 and 110/120 of the epochs, L1 between I_h and the real image.
-Every epoch: validation metrics, a row in ``log.csv``, ``last.pt`` (model + optimizer, to resume) and
-``best.pt`` (the best validation PSNR so far), all written atomically. Randomness is derived from
+Every epoch: validation metrics on each ``--val`` set (its composites, and its real photos given as composites:
+the do-no-harm check), a row in ``log.csv``, ``last.pt`` (model + optimizer, to resume) and ``best.pt`` (the
+best validation score so far, see :func:`val_score`), all written atomically. With ``ema`` the checkpoints hold
+an exponential moving average of the weights (what is validated and shipped); ``last.pt`` keeps both. Randomness is derived from
 (seed, epoch, index), so a run resumed after a kill draws the same composites as an uninterrupted one.
 """
 from __future__ import annotations
@@ -22,13 +24,15 @@ from ..build import build_model, count_parameters, gflops, model_from_config, re
 from ..metrics import score
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "val_mse", "val_fmse", "val_psnr", "seconds", "images_per_s"]
+#: per validation set NAME (its folder's name) after the first: NAME_fmse, NAME_psnr, ...; for every set:
+VAL_EXTRA = ("worse", "reals_fmse")
 
 
 @dataclass
 class TrainConfig:
-    data: str
+    data: str | list[str]
     out: str
-    val: str | None = None
+    val: str | list[str] | None = None
     norm: str = "srin"
     epochs: int = 120
     batch_size: int = 8
@@ -48,6 +52,22 @@ class TrainConfig:
     regions: int = 0
     onnx: bool = True  # write model.onnx (the fast CPU path) next to model.pt at the end
     norm_levels: list[int] = field(default_factory=lambda: [0, 1])
+    # the training recipe (datasets.Recipe): shares of untouched and mildly recoloured pairs, same-kind
+    # references, crop/flip augmentation
+    untouched: float = 0.0
+    mild: float = 0.0
+    same_kind: float = 0.0
+    augment: bool = False
+    gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
+    chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
+    ema: float = 0.0  # decay of the weight average that is validated and saved (0: none)
+    init: str | None = None  # start from this checkpoint's weights (those whose names and shapes match)
+
+    def data_roots(self) -> list[str]:
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
+    def val_roots(self) -> list[str]:
+        return [] if not self.val else [self.val] if isinstance(self.val, str) else list(self.val)
 
     def milestones(self) -> list[int]:
         return [round(self.epochs * 100 / 120), round(self.epochs * 110 / 120)]
@@ -71,6 +91,49 @@ def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.
         area = mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * mask[0].numel()) * pred.shape[1]
         return (err / area).mean()
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+
+
+def chroma_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """|mean foreground chroma of pred - that of real|, per image, averaged: penalises washing colour out (and
+    over-saturating) without asking for a particular hue. Chroma in an opponent space (R-G, (R+G)/2-B)."""
+    def chroma(x):
+        a = x[:, 0] - x[:, 1]
+        b = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
+        return torch.sqrt(a * a + b * b + 1e-6)
+
+    m = mask[:, 0]
+    area = m.sum(dim=(1, 2)).clamp_min(1.0)
+    return (((chroma(pred) - chroma(real)) * m).sum(dim=(1, 2)) / area).abs().mean()
+
+
+def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
+    """The training objective for one batch.
+
+    Without a gate: ``cfg.loss`` on the output (+ ``chroma_weight`` x :func:`chroma_loss`). With a gate
+    (output I + a (T(I) - I)): the same on the gated output, plus the loss of the ungated T on the pairs that
+    were recoloured (so T learns the whole correction even where a hesitates) and a binary cross-entropy that
+    teaches a whether the pair was recoloured.
+    """
+    from ..modeling.unet import apply_affine, composite
+
+    core = model.module if hasattr(model, "module") else model
+    comp, mask, real = batch["composite"], batch["mask"], batch["real"]
+    if not core.config.gate:
+        pred = model(comp, mask, batch["semantic"])
+        loss = compute_loss(cfg.loss, pred, real, mask)
+        return loss + cfg.chroma_weight * chroma_loss(pred, real, mask) if cfg.chroma_weight else loss
+    params, logit = model(comp, mask, batch["semantic"], parts=True)
+    alpha = torch.sigmoid(logit)[:, :, None, None]
+    pred = composite(apply_affine(params * alpha, comp), comp, mask)
+    loss = compute_loss(cfg.loss, pred, real, mask)
+    if cfg.chroma_weight:
+        loss = loss + cfg.chroma_weight * chroma_loss(pred, real, mask)
+    changed = batch["changed"].view(-1)
+    if changed.sum() > 0:
+        keep = changed > 0.5
+        raw = composite(apply_affine(params[keep], comp[keep]), comp[keep], mask[keep])
+        loss = loss + 0.5 * compute_loss(cfg.loss, raw, real[keep], mask[keep])
+    return loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), changed)
 
 
 def saved_loss(out: str | Path) -> str | None:
@@ -148,14 +211,19 @@ def _train_loader(ds, cfg: TrainConfig, dist: Dist, epoch: int) -> DataLoader:
 
 
 @torch.no_grad()
-def validate(model, ds, cfg: TrainConfig, dist: Dist) -> dict:
-    """Mean MSE / fMSE / PSNR over the validation set; each rank scores every world-th pair, sums are all-reduced."""
+def validate(model, ds, cfg: TrainConfig, dist: Dist, composite_fmse: list[float] | None = None) -> dict:
+    """Mean MSE / fMSE / PSNR over a validation set; each rank scores every world-th pair, sums are all-reduced.
+
+    With ``composite_fmse`` (each pair's untouched-composite fMSE, in order) also ``worse``: the share of pairs
+    whose output is further from the real photo than the composite was."""
     from torch.utils.data import Subset
 
     model.eval()
-    sums = [0.0, 0.0, 0.0]
+    sums = [0.0, 0.0, 0.0, 0.0]
     count = 0
-    loader = DataLoader(Subset(ds, range(dist.rank, len(ds), dist.world)), batch_size=cfg.batch_size, num_workers=cfg.workers)
+    indices = range(dist.rank, len(ds), dist.world)
+    loader = DataLoader(Subset(ds, indices), batch_size=cfg.batch_size, num_workers=cfg.workers)
+    position = iter(indices)
     for batch in loader:
         b = {k: v.to(dist.device) for k, v in batch.items()}
         pred = model(b["composite"], b["mask"], b["semantic"])
@@ -163,17 +231,103 @@ def validate(model, ds, cfg: TrainConfig, dist: Dist) -> dict:
         real = (b["real"] * 255).round().permute(0, 2, 3, 1).cpu().numpy()
         for p, r, m in zip(pred, real, b["mask"][:, 0].cpu().numpy()):
             sc = score(p, r, m)
-            sums = [sums[0] + sc["mse"], sums[1] + sc["fmse"], sums[2] + sc["psnr"]]
+            i = next(position)
+            worse = float(composite_fmse is not None and sc["fmse"] > composite_fmse[i] + 1e-6)
+            sums = [sums[0] + sc["mse"], sums[1] + sc["fmse"], sums[2] + sc["psnr"], sums[3] + worse]
             count += 1
     model.train()
-    mse, fmse, psnr, n = dist.sum(*sums, float(count))
-    return {"mse": mse / max(n, 1), "fmse": fmse / max(n, 1), "psnr": psnr / max(n, 1)}
+    mse, fmse, psnr, worse, n = dist.sum(*sums, float(count))
+    n = max(n, 1)
+    return {"mse": mse / n, "fmse": fmse / n, "psnr": psnr / n, "worse": 100.0 * worse / n}
+
+
+def _composite_fmse(ds) -> list[float]:
+    """Each validation pair's fMSE with the composite left as is (at the training size, as validate scores)."""
+    out = []
+    for i in range(len(ds)):
+        item = ds[i]
+        comp = (item["composite"] * 255).round().permute(1, 2, 0).numpy()
+        real = (item["real"] * 255).round().permute(1, 2, 0).numpy()
+        out.append(score(comp, real, item["mask"][0].numpy())["fmse"])
+    return out
+
+
+class ValSet:
+    """One --val folder: its pairs, the same photos given as composites, and the composites' own fMSE."""
+
+    def __init__(self, root: str, cfg: TrainConfig, segmenter, first: bool):
+        from ..data.datasets import FixedPairs, open_dataset
+
+        self.prefix = "val" if first else Path(root).name
+        self.pairs = open_dataset(Path(root), cfg.image_size, segmenter, "test", cfg.val_limit, cfg.regions)
+        self.reals = None
+        if isinstance(self.pairs, FixedPairs):
+            self.reals = FixedPairs(Path(root), cfg.image_size, segmenter, composites=[i.composite for i in self.pairs.items],
+                                    reals_as_composites=True)
+            self.reals.regions = self.pairs.regions
+        self.baseline = _composite_fmse(self.pairs)
+
+    def fields(self) -> list[str]:
+        names = ["mse", "fmse", "psnr", *VAL_EXTRA] if self.prefix != "val" else list(VAL_EXTRA)
+        return [f"{self.prefix}_{n}" for n in names]
+
+    def set_regions(self, regions: int) -> None:
+        for ds in (self.pairs, self.reals):
+            if ds is not None:
+                ds.regions = regions
+
+    def run(self, model, cfg: TrainConfig, dist: Dist) -> dict:
+        v = validate(model, self.pairs, cfg, dist, self.baseline)
+        row = {f"{self.prefix}_{k}": round(v[k], 3) for k in ("mse", "fmse", "psnr", "worse")}
+        if self.reals is not None:
+            row[f"{self.prefix}_reals_fmse"] = round(validate(model, self.reals, cfg, dist)["fmse"], 3)
+        return row
+
+    def score(self, row: dict) -> float:
+        """fMSE plus the do-no-harm fMSE, relative to the untouched composites' fMSE (lower is better)."""
+        base = max(float(np.mean(self.baseline)), 1e-6)
+        return (row[f"{self.prefix}_fmse"] + row.get(f"{self.prefix}_reals_fmse", 0.0)) / base
+
+
+def val_score(sets: list[ValSet], row: dict) -> float:
+    """The number best.pt minimises: the mean over the validation sets of (fMSE + reals' fMSE) / composites' fMSE.
+    Without validation sets, the training loss."""
+    return float(np.mean([v.score(row) for v in sets])) if sets else row["train_loss"]
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (floating-point state, buffers copied)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for avg, cur in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(cur.detach(), 1.0 - self.decay)
+            else:
+                avg.copy_(cur)
+
+
+def _warm_start(model: torch.nn.Module, path: str, log) -> None:
+    """Copy the weights of ``path`` whose names and shapes match ``model``'s; the rest keep their initialisation."""
+    state = read_checkpoint(path)["state_dict"]
+    own = model.state_dict()
+    match = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(match, strict=False)
+    log(f"initialised {len(match)}/{len(own)} tensors from {path}")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> Path:
     """Train from scratch or resume. Under torchrun (WORLD_SIZE > 1) this is DistributedDataParallel: nccl on
     GPUs, gloo on CPUs, batch_size split over the ranks, metrics summed over ranks, files written by rank 0."""
-    from ..data.datasets import open_dataset
+    from ..data.datasets import Recipe, open_training_set
     from ..segmentation import create_segmenter
 
     dist = Dist(cfg.device)
@@ -182,8 +336,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
     if not dist.main:
         log = lambda *_: None  # noqa: E731 - one voice: rank 0
         progress = None
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = dist.device
@@ -191,27 +343,40 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
     train_segmenters = [segmenter]
     if cfg.segmenter == "felzenszwalb" and cfg.vary_segmentation:
         train_segmenters = [create_segmenter("felzenszwalb", scale=s) for s in (100.0, 200.0, 500.0)]
-    train_ds = open_dataset(Path(cfg.data), cfg.image_size, train_segmenters, "train", cfg.limit, cfg.regions)
-    val_ds = open_dataset(Path(cfg.val), cfg.image_size, segmenter, "test", cfg.val_limit, cfg.regions) if cfg.val else None
+    recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment)
+    train_ds = open_training_set([Path(d) for d in cfg.data_roots()], cfg.image_size, train_segmenters, cfg.limit,
+                                 cfg.regions, recipe)
+    val_sets = [ValSet(v, cfg, segmenter, i == 0) for i, v in enumerate(cfg.val_roots())]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)  # only once the data has been found
 
     _seed_everything(cfg.seed)
     model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch,
-                        regions=cfg.regions, norm_levels=tuple(cfg.norm_levels)).to(device)
-    start_epoch, history, best, opt_state = 0, [], -math.inf, None
+                        regions=cfg.regions, norm_levels=tuple(cfg.norm_levels), gate=cfg.gate).to(device)
+    start_epoch, history, best, opt_state, avg_state = 0, [], math.inf, None, None
     last = out / "last.pt"
     if resume and last.exists():
         payload = read_checkpoint(last)
         state = payload["train_state"]
         model = model_from_config(payload["config"]).to(device)
-        for ds in (train_ds, val_ds):  # the checkpoint's model decides the semantic encoding
-            if ds is not None:
-                ds.regions = model.config.regions
-        model.load_state_dict(payload["state_dict"])
+        train_ds.regions = model.config.regions  # the checkpoint's model decides the semantic encoding
+        for v in val_sets:
+            v.set_regions(model.config.regions)
+        model.load_state_dict(state.get("raw_state_dict", payload["state_dict"]))
+        avg_state = payload["state_dict"] if "raw_state_dict" in state else None
         opt_state = state["optimizer"]
-        start_epoch, history, best = int(state["epoch"]), list(state["history"]), float(state["best_psnr"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        best = float(state.get("best_score", math.inf))
         log(f"resuming {out} at epoch {start_epoch + 1}/{cfg.epochs}")
-    elif resume:
-        log(f"nothing to resume in {out}; starting from scratch")
+    else:
+        if resume:
+            log(f"nothing to resume in {out}; starting from scratch")
+        if cfg.init:
+            _warm_start(model, cfg.init, log)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    if average is not None and avg_state is not None:
+        average.model.load_state_dict(avg_state)
+    shipped = average.model if average is not None else model  # what is validated and saved
     params, flops = count_parameters(model), gflops(model, cfg.image_size)
     net = dist.wrap(model)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
@@ -221,10 +386,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         f"{len(train_ds)} training images, {dist.world} process(es)")
 
     log_path = out / "log.csv"
+    fields = LOG_FIELDS[:6] + [f for v in val_sets for f in v.fields()] + LOG_FIELDS[6:]
     if dist.main:
         (out / "config.json").write_text(json.dumps({**asdict(cfg), "world_size": dist.world}, indent=2))
         with log_path.open("w", newline="") as fh:  # rewrite from the history so a resumed log has no duplicates
-            w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(history)
 
@@ -242,11 +408,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         every = max(1, len(loader) // 4)  # a few lines per epoch for logs, where no progress bar shows
         for step, batch in enumerate(loader, start=1):
             b = {k: v.to(device) for k, v in batch.items()}
-            pred = net(b["composite"], b["mask"], b["semantic"])
-            loss = compute_loss(cfg.loss, pred, b["real"], b["mask"])
+            loss = gated_loss(cfg, net, b)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # DDP averages the gradients over the ranks here
             opt.step()
+            if average is not None:
+                average.update(model)
             n = b["composite"].shape[0]
             total, count = total + loss.item() * n, count + n
             if progress:
@@ -257,26 +424,28 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         seconds = time.time() - t0
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": round(total / max(count, 1), 6),
                "seconds": round(seconds, 1), "images_per_s": round(count / max(seconds, 1e-9), 2)}
-        if val_ds is not None:
-            v = validate(model, val_ds, cfg, dist)
-            row.update(val_mse=round(v["mse"], 3), val_fmse=round(v["fmse"], 3), val_psnr=round(v["psnr"], 3))
+        for v in val_sets:
+            row.update(v.run(shipped, cfg, dist))
         history.append(row)
         summary = {"epochs": epoch + 1, "data": cfg.data, "val": cfg.val, "seed": cfg.seed, "image_size": cfg.image_size,
                    "parameters": params, "gflops": round(flops, 3), "world_size": dist.world,
                    "train_seconds": round(sum(h["seconds"] for h in history), 1), "last": row}
-        psnr = row.get("val_psnr", -row["train_loss"])
+        current = val_score(val_sets, row)
         if dist.main:  # checkpoints and logs by rank 0 only
-            with log_path.open("a", newline="") as fh:
-                csv.DictWriter(fh, fieldnames=LOG_FIELDS).writerow(row)
-            if psnr > best:
-                save_checkpoint(out / "best.pt", model, summary)
-            save_checkpoint(last, model, summary, extra={"train_state": {
-                "optimizer": opt.state_dict(), "epoch": epoch + 1, "history": history, "best_psnr": max(best, psnr)}})
-        best = max(best, psnr)
+            if current < best:
+                save_checkpoint(out / "best.pt", shipped, summary)
+            train_state = {"optimizer": opt.state_dict(), "epoch": epoch + 1, "history": history,
+                           "best_score": min(best, current)}
+            if average is not None:
+                train_state["raw_state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            save_checkpoint(last, shipped, summary, extra={"train_state": train_state})
+            with log_path.open("a", newline="") as fh:  # after the checkpoint: the log never runs ahead of it
+                csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore").writerow(row)
+        best = min(best, current)
         log(" ".join(f"{k}={v}" for k, v in row.items()))
     final = out / "model.pt"
     if dist.main:
-        save_checkpoint(final, model, read_checkpoint(last)["summary"] if last.exists() else {})
+        save_checkpoint(final, shipped, read_checkpoint(last)["summary"] if last.exists() else {})
         if cfg.onnx:
             _export_fast_path(final, log)
     dist.close()
