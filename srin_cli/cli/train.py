@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
+from .options import (BackendOpt, IouOpt, MinSizeOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt, StabilityOpt,
+                      segmenter_kwargs)
 
 
 def train(
@@ -33,6 +35,15 @@ def train(
     regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
     norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="At the end, also write model.onnx, the fast CPU path of harmonize/evaluate (needs srin-cli[export]).")] = True,
+    segmenter: BackendOpt = "felzenszwalb",
+    maps: Annotated[Optional[Path], typer.Option("--maps", help="Label maps of the training photos as `srin segment` writes them (MAPS/NAME.png; several folders: MAPS/FOLDER/NAME.png), read once and cropped with each view; missing ones are computed and saved there. Without it, felzenszwalb segments every view and other segmenters each photo once, in memory.", rich_help_panel="Segmentation")] = None,
+    sam_checkpoint: SamCheckpointOpt = None,
+    sam_model: SamModelOpt = "vit_b",
+    points_per_side: PointsOpt = None,
+    pred_iou_thresh: IouOpt = None,
+    stability_score_thresh: StabilityOpt = None,
+    scale: ScaleOpt = None,
+    min_size: MinSizeOpt = None,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt after an interruption.")] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")] = None,
@@ -72,7 +83,10 @@ def train(
                           limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads,
                           regions=regions, norm_levels=level_list, onnx=onnx, untouched=untouched, mild=mild,
                           same_kind=same_kind, augment=augment, gate=gate, chroma_weight=chroma_weight, ema=ema,
-                          init=str(init) if init else None)
+                          init=str(init) if init else None, segmenter=segmenter, maps=str(maps) if maps else None,
+                          segmenter_options=segmenter_kwargs(segmenter, str(sam_checkpoint) if sam_checkpoint else None, sam_model,
+                                                             points_per_side, pred_iou_thresh, stability_score_thresh,
+                                                             scale, min_size, resolve_device(device)))
         if untouched + mild > 1:
             raise ValueError(f"--untouched and --mild must add up to at most 1, got {untouched + mild:g}")
         log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))

@@ -62,6 +62,24 @@ class _Base(Dataset):
         self.epoch = 0
         self.seed = 0
         self.regions = 0  # background-region channels of the semantic encoding (the model's config.regions)
+        # label maps of whole photos, read from (or computed once and saved to) a maps folder, as `srin segment`
+        # writes them: MAPS/NAME.png; views are cut from them. None: segment each view (cheap segmenters)
+        self.maps: Path | None = None
+        self.whole_maps = False
+        self._whole: dict[int, np.ndarray] = {}
+
+    def use_maps(self, maps: Path | None, whole: bool = True) -> None:
+        """Take label maps from ``maps`` (missing ones computed with the first segmenter and saved there), or,
+        with ``maps`` None and ``whole``, compute each photo's map once and keep it (expensive segmenters)."""
+        self.maps, self.whole_maps = (Path(maps) if maps is not None else None), whole or maps is not None
+
+    def whole_labels(self, index: int, image: np.ndarray) -> np.ndarray:
+        if index not in self._whole:
+            from ..batch import cached_labels
+
+            labels = cached_labels(self.maps, self.names[index], image, self.segmenters[0])
+            self._whole[index] = labels.astype(np.uint16 if labels.max(initial=0) < 65536 else np.int32)
+        return self._whole[index].astype(np.int32)
 
     def set_epoch(self, epoch: int, seed: int = 0) -> None:
         self.epoch, self.seed = epoch, seed
@@ -121,21 +139,24 @@ def _object_kinds(root: Path, names: list[str]) -> list[str | None]:
     return [table.get(Path(n).stem) for n in names]
 
 
-def _crop_view(real: np.ndarray, mask: np.ndarray, rng: np.random.Generator, tries: int = 4):
-    """A random crop of 60-100 % of each side that keeps at least half of the object, flipped half the time."""
+def _crop_view(real: np.ndarray, mask: np.ndarray, rng: np.random.Generator, labels: np.ndarray | None = None,
+               tries: int = 4):
+    """A random crop of 60-100 % of each side that keeps at least half of the object, flipped half the time.
+    ``labels`` (a label map of the photo) gets the same crop and flip; None stays None."""
     h, w = mask.shape
     total = float((mask > 0.5).sum())
-    view = (real, mask)
+    box = (slice(0, h), slice(0, w))
     for _ in range(tries):
         ch, cw = int(round(h * rng.uniform(0.6, 1.0))), int(round(w * rng.uniform(0.6, 1.0)))
         y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
         crop = mask[y0:y0 + ch, x0:x0 + cw]
         if total == 0 or float((crop > 0.5).sum()) >= 0.5 * total:
-            view = (real[y0:y0 + ch, x0:x0 + cw], crop)
+            box = (slice(y0, y0 + ch), slice(x0, x0 + cw))
             break
-    if rng.random() < 0.5:
-        view = (view[0][:, ::-1], view[1][:, ::-1])
-    return np.ascontiguousarray(view[0]), np.ascontiguousarray(view[1])
+    flip = rng.random() < 0.5
+    views = [a[box][:, ::-1] if flip else a[box] for a in (real, mask, labels) if a is not None]
+    views = [np.ascontiguousarray(v) for v in views]
+    return (*views, None) if labels is None else tuple(views)
 
 
 class SynthesizedPairs(_Base):
@@ -156,13 +177,10 @@ class SynthesizedPairs(_Base):
             prefix = f"{r.name}/" if len(roots) > 1 else ""
             self.names += [prefix + i.name for i in items]
             kinds += [f"{r.name}:{k}" if k else None for k in _object_kinds(r, [i.name for i in items])]
-            for i in items:
+            for i in items:  # kept at their own size: views and label maps are cut from the whole photo
                 image = read_image(i.composite)
-                mask = read_mask(i.mask, image.shape[:2])
-                if not self.recipe.augment:  # views are cut per item from the stored photo otherwise
-                    image, mask = _resize(image, size), _resize(mask, size, cv2.INTER_LINEAR)
                 self.images.append(image)
-                self.masks.append(mask)
+                self.masks.append(read_mask(i.mask, image.shape[:2]))
         self.kind_members: dict[str, list[int]] = {}
         for i, k in enumerate(kinds):
             if k is not None:
@@ -196,9 +214,12 @@ class SynthesizedPairs(_Base):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         real, mask = self.images[index], self.masks[index]
         recipe = self.recipe
+        labels = self.whole_labels(index, real) if self.whole_maps else None
         if recipe.augment:
-            real, mask = _crop_view(real, mask, rng)
-            real, mask = _resize(real, self.size), _resize(mask, self.size, cv2.INTER_LINEAR)
+            real, mask, labels = _crop_view(real, mask, rng, labels)
+        real, mask = _resize(real, self.size), _resize(mask, self.size, cv2.INTER_LINEAR)
+        if labels is not None and labels.shape != real.shape[:2]:
+            labels = cv2.resize(labels, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_NEAREST)
         draw = rng.random() if (recipe.untouched or recipe.mild) else 1.0
         if draw < recipe.untouched:
             comp, changed = real.copy(), False
@@ -206,9 +227,9 @@ class SynthesizedPairs(_Base):
             low, high = recipe.mild_fmse if draw < recipe.untouched + recipe.mild else (100.0, 4000.0)
             comp, _, _ = synthesize(real, mask, lambda: self._reference(rng, index), rng, min_fmse=low, max_fmse=high)
             changed = True
-        if recipe.augment:  # a new view every time: segment it now, with one of the segmenters
+        if labels is None and recipe.augment:  # a new view every time: segment it now, with one of the segmenters
             labels = self.segmenters[int(rng.integers(len(self.segmenters))) if len(self.segmenters) > 1 else 0](real)
-        else:
+        elif labels is None:
             labels = self.labels_for(index, real)
         return self._pack(comp, real, mask, labels, changed)
 
@@ -239,9 +260,15 @@ class FixedPairs(_Base):
     def __getitem__(self, index: int) -> dict:
         it = self.items[index]
         real = _resize(read_image(it.real), self.size)
-        comp = real if self.reals_as_composites else _resize(read_image(it.composite), self.size)
+        if self.whole_maps and not self.reals_as_composites:  # maps of the composites at their own size
+            full = read_image(it.composite)
+            labels = cv2.resize(self.whole_labels(index, full), (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+            comp = _resize(full, self.size)
+        else:
+            comp = real if self.reals_as_composites else _resize(read_image(it.composite), self.size)
+            labels = self.labels_for(index, comp)
         mask = _resize(read_mask(it.mask), self.size, cv2.INTER_LINEAR)
-        return self._pack(comp, real, mask, self.labels_for(index, comp), not self.reals_as_composites)
+        return self._pack(comp, real, mask, labels, not self.reals_as_composites)
 
 
 def iharmony4_list(root: Path, split: str = "train") -> list[Path] | None:

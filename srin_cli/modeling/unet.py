@@ -40,6 +40,8 @@ class UNetConfig:
     regions: int = 0
     # a per-composite confidence that the foreground needs correcting, which scales the transform
     gate: bool = False
+    # the segmenter whose maps the model was trained on (harmonize uses it by default)
+    segmenter: str = "felzenszwalb"
 
     def __post_init__(self):
         if self.regions:

@@ -62,6 +62,8 @@ class TrainConfig:
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
     ema: float = 0.0  # decay of the weight average that is validated and saved (0: none)
     init: str | None = None  # start from this checkpoint's weights (those whose names and shapes match)
+    segmenter_options: dict = field(default_factory=dict)  # create_segmenter(segmenter, **options)
+    maps: str | None = None  # label maps of the training photos (read, missing ones saved)
 
     def data_roots(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)
@@ -339,20 +341,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = dist.device
-    segmenter = create_segmenter(cfg.segmenter)
+    segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
-    if cfg.segmenter == "felzenszwalb" and cfg.vary_segmentation:
-        train_segmenters = [create_segmenter("felzenszwalb", scale=s) for s in (100.0, 200.0, 500.0)]
+    if cfg.segmenter == "felzenszwalb" and cfg.vary_segmentation and not cfg.maps and "scale" not in cfg.segmenter_options:
+        train_segmenters = [create_segmenter("felzenszwalb", scale=s, **cfg.segmenter_options) for s in (100.0, 200.0, 500.0)]
     recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment)
     train_ds = open_training_set([Path(d) for d in cfg.data_roots()], cfg.image_size, train_segmenters, cfg.limit,
                                  cfg.regions, recipe)
+    if cfg.maps or cfg.segmenter != "felzenszwalb":  # one map per photo, views cut from it
+        train_ds.use_maps(Path(cfg.maps) if cfg.maps else None)
     val_sets = [ValSet(v, cfg, segmenter, i == 0) for i, v in enumerate(cfg.val_roots())]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)  # only once the data has been found
 
     _seed_everything(cfg.seed)
     model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch,
-                        regions=cfg.regions, norm_levels=tuple(cfg.norm_levels), gate=cfg.gate).to(device)
+                        regions=cfg.regions, norm_levels=tuple(cfg.norm_levels), gate=cfg.gate,
+                        segmenter=cfg.segmenter).to(device)
     start_epoch, history, best, opt_state, avg_state = 0, [], math.inf, None, None
     last = out / "last.pt"
     if resume and last.exists():
