@@ -1,0 +1,53 @@
+"""Outputs on sample_inputs stay bit-identical to the ones recorded before the issue-14 refactor.
+
+The SHA-256 files in tests/baselines/ were made by the code at commit 6205cd8 (before the inference pipeline
+was restructured), on 2 CPU threads, with the shipped default model:
+
+    srin harmonize sample_inputs -o OUT [--method lab | --backend torch]
+    srin evaluate sample_inputs -o OUT [--report OUT/report.html | --method lab]
+
+A refactor that changes any byte of an output fails here. A deliberate change of the outputs (a new shipped
+model, a fix of the arithmetic) re-records them (and says so in its commit).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from srin_cli.cli.main import app
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_inputs"
+BASELINES = REPO / "tests" / "baselines"
+
+
+def _recorded(name: str) -> dict[str, str]:
+    lines = (BASELINES / name).read_text().splitlines()
+    return {file: digest for digest, file in (line.split(maxsplit=1) for line in lines if line.strip())}
+
+
+def _digests(folder: Path, names) -> dict[str, str]:
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
+
+
+@pytest.mark.parametrize("variant,args", [("model", []), ("lab", ["--method", "lab"]), ("torch", ["--backend", "torch"])])
+def test_harmonize_sample_inputs_bit_identical(tmp_path, variant, args):
+    expected = _recorded(f"sample_inputs_harmonize_{variant}.sha256")
+    r = CliRunner().invoke(app, ["harmonize", str(SAMPLES), "-o", str(tmp_path / "out"), "-q", *args])
+    assert r.exit_code == 0, r.output
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(expected)
+    assert _digests(tmp_path / "out", written) == expected
+
+
+@pytest.mark.parametrize("variant,args", [("model", ["--report", "REPORT"]), ("lab", ["--method", "lab"])])
+def test_evaluate_sample_inputs_bit_identical(tmp_path, variant, args):
+    expected = _recorded(f"sample_inputs_evaluate_{variant}.sha256")
+    out = tmp_path / "eval"
+    args = [str(out / "report.html") if a == "REPORT" else a for a in args]
+    r = CliRunner().invoke(app, ["evaluate", str(SAMPLES), "-o", str(out), "-q", *args])
+    assert r.exit_code == 0, r.output
+    assert _digests(out, expected) == expected
