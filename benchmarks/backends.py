@@ -18,15 +18,7 @@ import torch
 from speed import best_of  # benchmarks/ is on sys.path when this script runs
 
 from srin_cli.build import load_model, shipped_model_path
-
-
-class Transform(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, image, mask, semantic):
-        return self.model.transform(image, mask, semantic)
+from srin_cli.onnx_backend import transform_module
 
 
 def inputs(model, batch: int):
@@ -50,14 +42,14 @@ def main():
     torch.set_num_threads(args.threads)
     model, _ = load_model(args.checkpoint or shipped_model_path("default"))
     model.eval()
-    net = Transform(model).eval()
+    net = transform_module(model).eval()
     print("| path | batch | images/s | max difference from eager |\n|---|---|---|---|")
     for batch in (int(b) for b in args.batches.split(",")):
         x = inputs(model, batch)
         with torch.inference_mode():
             ref = net(*x)
             rows = {"eager (reference)": lambda: net(*x)}
-            cl = Transform(model).eval().to(memory_format=torch.channels_last)
+            cl = transform_module(model).eval().to(memory_format=torch.channels_last)
             xcl = tuple(t.contiguous(memory_format=torch.channels_last) for t in x)
             rows["channels_last"] = lambda: cl(*xcl)
         compiled = torch.compile(net)

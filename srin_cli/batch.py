@@ -1,16 +1,14 @@
 """Batch plumbing shared by the commands: inputs, output paths, the per-file loop with failures collected."""
 from __future__ import annotations
 
-import fnmatch
-import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .data.io import list_images_or_fail
-from .errors import InputError, UsageError
+from .data.io import list_images
+from .errors import InputError, UsageError, first_line
+from .files import clean_stale_parts  # noqa: F401 - the commands clean their output folders through here
 
 FORMATS = ("png", "jpg", "same")
 
@@ -26,7 +24,7 @@ def collect_inputs(inputs: list[Path], recursive: bool = False, exclude: Path | 
         if str(src) == "-":
             files += [Path(line.strip()) for line in sys.stdin if line.strip()]
         elif src.is_dir():
-            found = list_images_or_fail(src, recursive)
+            found = list_images(src, recursive)
             if exclude is not None and exclude.resolve() != src.resolve():
                 found = [f for f in found if exclude.resolve() not in f.resolve().parents]
             files += found
@@ -58,45 +56,6 @@ def refuse_overwriting_inputs(out_dir: Path, input_dirs: Iterable[Path | None]) 
     for d in input_dirs:
         if d is not None and d.exists() and d.resolve() == out:
             raise UsageError(f"refusing to write into the input folder {d}; choose another -o/--out")
-
-
-STALE_PART = ".*.part"  # the hidden temp files of data.io._atomic_write: .NAME.PID.XXXXXXXX.part
-_WRITER_PID = re.compile(r"\.(\d+)\.[^.]+\.part$")
-
-
-def _written_by_live_process(name: str) -> bool:
-    """True when the temp file's name carries the PID of a running process (another run writing there now)."""
-    match = _WRITER_PID.search(name)
-    if match is None:
-        return False
-    pid = int(match.group(1))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else (PermissionError)
-    return True
-
-
-def clean_stale_parts(out_dir: Path) -> list[Path]:
-    """Remove temp files a killed run left in ``out_dir`` (recursively): regular files named ``.*.part`` only.
-
-    Writes go to such a file and are renamed when complete, so a leftover one is never a finished output.
-    Files whose name carries the PID of a running process are left alone: another run may be writing them.
-    Returns the removed paths."""
-    removed: list[Path] = []
-    if not out_dir.is_dir():
-        return removed
-    for folder, _dirs, names in os.walk(out_dir):  # does not follow symlinked folders
-        for name in fnmatch.filter(names, STALE_PART):
-            path = Path(folder) / name
-            if path.is_file() and not path.is_symlink() and not _written_by_live_process(name):
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
 
 
 @dataclass
@@ -185,7 +144,7 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, warn: C
                     else:
                         report.skipped += 1
                 except expected as exc:
-                    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    msg = first_line(exc)
                     report.failures.append((name, msg))
                     warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
                 progress.update(task, advance=1)

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
+from .files import atomic_open
 from .modeling.norms import NORMS
 from .modeling.unet import HarmonizationUNet, UNetConfig
 
@@ -37,8 +38,6 @@ def model_from_config(config: dict) -> HarmonizationUNet:
 
 def save_checkpoint(path: str | os.PathLike, model: HarmonizationUNet, summary: dict | None = None, extra: dict | None = None) -> None:
     """Write atomically (temp file + rename) so a kill never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -49,9 +48,8 @@ def save_checkpoint(path: str | os.PathLike, model: HarmonizationUNet, summary: 
     }
     if extra:
         payload.update(extra)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -62,8 +60,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types; all mean "refuse this file"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"refusing to load {path}: not a weights-only srin checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"refusing to load {path}: not a weights-only srin checkpoint ({first_line(exc, 200)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a srin checkpoint (no '{CHECKPOINT_FORMAT}' header)")
     if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
@@ -77,7 +74,7 @@ def load_model(path: str | os.PathLike) -> tuple[HarmonizationUNet, dict]:
         model = model_from_config(payload["config"])
         model.load_state_dict(payload["state_dict"])
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path}: checkpoint does not match its config ({str(exc).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: checkpoint does not match its config ({first_line(exc, 200)})") from None
     model.eval()
     return model, payload
 

@@ -20,3 +20,13 @@ class InputError(SrinError):
 
 class CheckpointError(SrinError):
     exit_code = 2
+
+
+def first_line(exc: BaseException, limit: int | None = None, empty: str | None = None) -> str:
+    """The first non-empty line of an exception's message (cut to ``limit`` characters), for one-line reports;
+    ``empty`` (default: the exception's type name) when the message is blank."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__ if empty is None else empty
+    line = text.splitlines()[0]
+    return line[:limit] if limit is not None else line

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
+
 DIGEST_KEY = "srin_checkpoint_sha256"
 INPUTS = ("image", "mask", "semantic")
 
@@ -40,20 +42,27 @@ def sidecar(checkpoint: str | os.PathLike) -> Path:
     return Path(checkpoint).with_suffix(".onnx")
 
 
-def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Export ``checkpoint``'s network (its ``transform``) to ONNX, tagged with the checkpoint's digest."""
+def transform_module(model):
+    """``model.transform`` (image, mask, semantic -> colour transform) as a module of its own: what is exported
+    to ONNX and what the backend benchmarks time."""
     import torch
 
-    from .build import load_model
-    from .modeling.unet import HarmonizationUNet
-
-    class _Transform(torch.nn.Module):
-        def __init__(self, model: HarmonizationUNet):
+    class NetworkTransform(torch.nn.Module):
+        def __init__(self, model):
             super().__init__()
             self.model = model
 
         def forward(self, image, mask, semantic):
             return self.model.transform(image, mask, semantic)
+
+    return NetworkTransform(model)
+
+
+def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Export ``checkpoint``'s network (its ``transform``) to ONNX, tagged with the checkpoint's digest."""
+    import torch
+
+    from .build import load_model
 
     model, _ = load_model(checkpoint)
     model.eval()
@@ -65,16 +74,14 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     # the exporter reports its steps with print(): keep stdout clean for pipelines (srin train prints one path)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(_Transform(model).eval(), example, dynamo=True, input_names=list(INPUTS),
+        program = torch.onnx.export(transform_module(model).eval(), example, dynamo=True, input_names=list(INPUTS),
                                     output_names=["params"], dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
                                     verbose=False)
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = DIGEST_KEY, checkpoint_digest(checkpoint)
     out = Path(out) if out is not None else sidecar(checkpoint)
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_bytes(proto.SerializeToString())
-    os.replace(tmp, out)
+    atomic_write(out, proto.SerializeToString())
     return out
 
 

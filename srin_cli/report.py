@@ -41,8 +41,9 @@ def write_html(path: Path, rows: list[dict], thumbs: dict[str, list[np.ndarray]]
 </head><body><h1>{html.escape(title)}</h1>
 <table id="summary"><tr><th>subset</th><th>count</th><th>MSE</th><th>fMSE</th><th>PSNR</th></tr>{summ}</table>
 <h2>Per image, worst fMSE first</h2><table id="images"><tr>{head}</tr>{''.join(body)}</table></body></html>"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    from .files import atomic_write
+
+    atomic_write(path, page)
 
 
 def write_contact_sheet(path: Path, rows: list[dict], thumbs: dict[str, list[np.ndarray]], limit: int = 24) -> None:

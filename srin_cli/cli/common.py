@@ -40,7 +40,7 @@ def fail(message: str, code: int = 2) -> None:
 @contextmanager
 def handled_errors():
     """Turn srin's own errors (and a few common ones) into one line on stderr + an exit code."""
-    from ..errors import SrinError
+    from ..errors import SrinError, first_line
 
     try:
         yield
@@ -49,7 +49,7 @@ def handled_errors():
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         fail(f"{exc.strerror or type(exc).__name__}: {exc.filename}")
     except ValueError as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else "invalid value")
+        fail(first_line(exc, empty="invalid value"))
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130)
@@ -58,8 +58,7 @@ def handled_errors():
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         if os.environ.get("SRIN_DEBUG"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        fail(f"unexpected {type(exc).__name__}: {first[:300]} (run with SRIN_DEBUG=1 for the traceback)", 1)
+        fail(f"unexpected {type(exc).__name__}: {first_line(exc, 300, empty='')} (run with SRIN_DEBUG=1 for the traceback)", 1)
 
 
 def print_path(path: str) -> None:

@@ -18,14 +18,13 @@ SUMMARY_FIELDS = ["subset", "count", "mse", "fmse", "psnr", "fpsnr"]
 
 
 def write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("w", newline="") as fh:
+    from ..files import atomic_open
+
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(path)
 
 
 def evaluate(

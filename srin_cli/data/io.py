@@ -8,14 +8,14 @@ appears complete or not at all.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import InputError
+from ..errors import InputError, first_line
+from ..files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # photos up to 1.6 gigapixels; beyond that PIL refuses (decompression bomb)
@@ -25,7 +25,10 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def list_images_or_fail(root: Path, recursive: bool = False) -> list[Path]:
+def list_images(root: Path, recursive: bool = False) -> list[Path]:
+    """The image files of a folder (sorted; sub-folders too with ``recursive``), or ``[root]`` for a file."""
+    if root.is_file():
+        return [root]
     pattern = "**/*" if recursive else "*"
     try:
         return sorted(p for p in root.glob(pattern) if is_image_file(p))
@@ -42,7 +45,7 @@ def _open(path: Path) -> Image.Image:
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        msg = str(exc).splitlines()[0].replace(f" '{path}'", "") if str(exc) else type(exc).__name__  # the path is said once
+        msg = first_line(exc).replace(f" '{path}'", "")  # the path is said once
         raise InputError(f"{path}: not a readable image ({msg})") from None
     try:
         return ImageOps.exif_transpose(img)
@@ -110,23 +113,14 @@ def read_labels(path: str | os.PathLike, size: tuple[int, int] | None = None) ->
     return labels
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary file beside ``path``, then rename: a kill never leaves a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the PID in the name lets clean_stale_parts leave the temp files of a live run alone
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def shrink_to(image: np.ndarray, longest_side: int) -> np.ndarray:
+    """``image`` reduced (area interpolation) so that its longest side is at most ``longest_side``; as is when
+    already that small. The working size of the segmenters."""
+    h, w = image.shape[:2]
+    s = longest_side / max(h, w)
+    if s >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def encode_image(image: np.ndarray, suffix: str, quality: int = 95) -> bytes:
@@ -145,7 +139,7 @@ def encode_image(image: np.ndarray, suffix: str, quality: int = 95) -> bytes:
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
     path = Path(path)
-    _atomic_write(path, encode_image(image, path.suffix, quality))
+    atomic_write(path, encode_image(image, path.suffix, quality))
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
@@ -154,4 +148,4 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", labels.astype(np.uint16))
     if not ok:
         raise InputError(f"cannot encode label map {path}")
-    _atomic_write(Path(path), buf.tobytes())
+    atomic_write(path, buf.tobytes())

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, UsageError
-from .io import IMAGE_EXTENSIONS, is_image_file
+from .io import IMAGE_EXTENSIONS, is_image_file, list_images  # noqa: F401 - list_images: the one image lister
 
 MATCH_RULES = ("auto", "stem", "suffix", "iharmony4")
 _TRAILING = re.compile(r"^(.*)_[^_]+$")
@@ -30,13 +30,6 @@ class Item:
     real: Path | None = None
     name: str = ""  # relative path without extension, unique inside the batch
     error: str | None = None
-
-
-def list_images(root: Path, recursive: bool = False) -> list[Path]:
-    if root.is_file():
-        return [root]
-    pattern = "**/*" if recursive else "*"
-    return sorted(p for p in root.glob(pattern) if is_image_file(p))
 
 
 def _index(folder: Path) -> dict[str, list[Path]]:

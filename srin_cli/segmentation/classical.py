@@ -1,16 +1,18 @@
 """The offline default segmenter: Felzenszwalb-Huttenlocher graph segmentation (scikit-image).
 
-It needs no weights and no download, and takes about 3 ms at its working size.
+It needs no weights and no download, and is fast at its working size (BENCHMARKS.md).
 Images are segmented at a working size (longest side ``work_size``, 64 by default) so that the granularity
 is the same for a thumbnail and a 24-megapixel photo; labels are resized back with nearest. The shipped
 models run at 128x128 and their SRIN layers see the map at 1/16 and 1/8 of that, so 64 px loses nothing
 they use: maps made at 64 px (min_size 16) and at 128 px (min_size 64, what they were trained with) score
-the same (28.48 vs 28.47 dB on labelme_val, BENCHMARKS.md), and 64 px is about 4x faster.
+the same, and 64 px is faster (both measured in BENCHMARKS.md).
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from ..data.io import shrink_to
 
 
 class FelzenszwalbSegmenter:
@@ -27,10 +29,7 @@ class FelzenszwalbSegmenter:
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be HxWx3, got {image.shape}")
         h, w = image.shape[:2]
-        s = self.work_size / max(h, w)
-        small = image
-        if s < 1:
-            small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        small = shrink_to(image, self.work_size)
         labels = felzenszwalb(small, scale=self.scale, sigma=self.sigma, min_size=self.min_size).astype(np.int32) + 1
         if labels.shape != (h, w):
             labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)

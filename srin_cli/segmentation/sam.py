@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.io import shrink_to
+
 if TYPE_CHECKING:  # pragma: no cover
     from segment_anything.modeling import Sam
 
@@ -220,8 +222,6 @@ class SamSegmenter:
         except AssertionError as exc:
             raise ValueError(f"invalid SAM generator options: {_first_line(exc)}") from None
         self.sam = sam
-        self.model_type = model_type
-        self.generator_kwargs = kwargs
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
@@ -232,12 +232,7 @@ class SamSegmenter:
         h, w = image.shape[:2]
         if h == 0 or w == 0:
             raise ValueError(f"image must not be empty, got {image.shape}")
-        s = self.work_size / max(h, w)
-        small = image
-        if s < 1:
-            size = (max(1, round(w * s)), max(1, round(h * s)))
-            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        small = np.ascontiguousarray(small)
+        small = np.ascontiguousarray(shrink_to(image, self.work_size))
         with torch.inference_mode():
             masks = self.generator.generate(small)
         labels = masks_to_labels(masks, small.shape[:2])
