@@ -10,8 +10,6 @@ from .data.io import list_images
 from .errors import InputError, UsageError, first_line
 from .files import clean_stale_parts  # noqa: F401 - the commands clean their output folders through here
 
-FORMATS = ("png", "jpg", "same")
-
 
 def collect_inputs(inputs: list[Path], recursive: bool = False, exclude: Path | None = None) -> tuple[list[Path], Path | None]:
     """Files from folders, single files, or '-' (one path per line on stdin). Returns (files, base folder).

@@ -15,20 +15,16 @@ import torch
 from . import __version__
 from .errors import CheckpointError, first_line
 from .files import atomic_open
-from .modeling.norms import NORMS
 from .modeling.unet import HarmonizationUNet, UNetConfig
+from .registry import MODELS
 
 CHECKPOINT_FORMAT = "srin-checkpoint"
 CHECKPOINT_VERSION = 1
 
-# shipped models: name -> file inside srin_cli/models
-MODEL_REGISTRY: dict[str, str] = {"default": "srin_default.pt", "rain": "rain_baseline.pt", "bain": "bain_baseline.pt",
-                                  "in": "in_baseline.pt"}
 
 
 def build_model(norm: str = "srin", **overrides) -> HarmonizationUNet:
-    if norm not in NORMS:
-        raise ValueError(f"unknown normalization {norm!r}; choose one of {', '.join(NORMS)}")
+    """A new network; ``norm`` is a name of :data:`srin_cli.registry.NORMS` (checked by ``create_norm``)."""
     return HarmonizationUNet(UNetConfig(norm=norm, **overrides))
 
 
@@ -80,9 +76,9 @@ def load_model(path: str | os.PathLike) -> tuple[HarmonizationUNet, dict]:
 
 
 def shipped_model_path(name: str) -> Path:
-    if name not in MODEL_REGISTRY:
-        raise CheckpointError(f"unknown model {name!r}; shipped models: {', '.join(MODEL_REGISTRY)}")
-    path = Path(str(resources.files("srin_cli") / "models" / MODEL_REGISTRY[name]))
+    if name not in MODELS:
+        raise CheckpointError(f"unknown model {name!r}; shipped models: {', '.join(MODELS)}")
+    path = Path(str(resources.files("srin_cli") / "models" / MODELS[name].target))
     if not path.is_file():
         raise CheckpointError(f"shipped model {name!r} is missing from the installation ({path})")
     return path

@@ -17,9 +17,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-METHODS = ("model", "identity", "lab", "histogram")
+from .registry import METHODS, NETWORK_BACKENDS
+
 BAND_PIXELS = 2_000_000  # pixels per band of the full-resolution pass
-BACKENDS = ("auto", "torch", "onnx")  # how the network runs (see onnx_backend)
 
 
 def blend(harmonized: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -75,14 +75,13 @@ class Harmonizer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", segmenter: Callable | None = None,
                         backend: str = "auto") -> "Harmonizer":
-        """``backend``: auto (ONNX Runtime on the CPU when a matching ONNX file is there, else PyTorch), torch, onnx."""
+        """``backend``: one of :data:`srin_cli.registry.NETWORK_BACKENDS`."""
         import torch
 
         from .build import load_model
         from .onnx_backend import open_onnx, sidecar
 
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        NETWORK_BACKENDS.check(backend)
         model, _ = load_model(path)
         fast = None
         if backend != "torch" and torch.device(device).type == "cpu":
@@ -173,14 +172,22 @@ def transform_group(run: Harmonizer, payloads: list[dict]) -> None:
             p["params"] = params
 
 
-def make_method(method: str, model: str | None = "default", checkpoint: str | Path | None = None,
-                device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto"):
-    """Build the callable for ``--method`` (and ``--model`` / ``--checkpoint`` for the model method)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
-    if method != "model":
-        return ClassicalHarmonizer(method)
+def network_method(name: str = "model", model: str | None = "default", checkpoint: str | Path | None = None,
+                   device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto") -> Harmonizer:
+    """The ``model`` method: ``checkpoint``, else the shipped ``model`` (:data:`srin_cli.registry.MODELS`)."""
     from .build import shipped_model_path
 
     path = Path(checkpoint) if checkpoint else shipped_model_path(model or "default")
     return Harmonizer.from_checkpoint(path, device, segmenter, backend)
+
+
+def classical_method(name: str, **_ignored) -> ClassicalHarmonizer:
+    """A classical ``--method`` (identity, lab, histogram): no model, no device, no segmenter."""
+    return ClassicalHarmonizer(name)
+
+
+def make_method(method: str, model: str | None = "default", checkpoint: str | Path | None = None,
+                device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto"):
+    """Build the callable for ``--method`` (and ``--model`` / ``--checkpoint`` / ``--backend``)."""
+    return METHODS.build(method, method, model=model, checkpoint=checkpoint, device=device, segmenter=segmenter,
+                         backend=backend)

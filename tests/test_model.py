@@ -204,7 +204,7 @@ def test_region_srin_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda a, s: layer(a, mask, s), (x, sem), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(__import__("srin_cli.build", fromlist=["MODEL_REGISTRY"]).MODEL_REGISTRY))
+@pytest.mark.parametrize("name", sorted(__import__("srin_cli.registry", fromlist=["MODELS"]).MODELS))
 def test_every_shipped_model_loads_and_has_a_model_card(name):
     from srin_cli.build import shipped_model_path
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from srin_cli.build import MODEL_REGISTRY, build_model, save_checkpoint, shipped_model_path
+from srin_cli.build import build_model, save_checkpoint, shipped_model_path
+from srin_cli.registry import MODELS
 from srin_cli.harmonizer import Harmonizer
 from srin_cli.onnx_backend import DIGEST_KEY, checkpoint_digest, export_onnx, open_onnx, sidecar
 
@@ -66,7 +67,7 @@ def test_a_stale_or_foreign_onnx_file_is_never_used(exported, tmp_path):
     assert open_onnx(other) is None
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_shipped_models_carry_a_matching_onnx_file(name):
     import onnxruntime as ort
 

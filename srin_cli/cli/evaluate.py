@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
-from .options import MODEL, DeviceOpt, NetBackendOpt, QuietOpt
+from .options import MODEL, DeviceOpt, MethodOpt, ModelOpt, NetworkBackendOpt, QuietOpt
 
 GATE = "Quality gate and report"
 
@@ -31,8 +31,8 @@ def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Paired folder: composite_images/, masks/, real_images/.")],
     predictions: Annotated[Optional[Path], typer.Option("--predictions", "-p", help="Folder of harmonized images named like the composites. Without it, --method runs on the composites here.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for per_image.csv and summary.csv.")] = Path("evaluation"),
-    method: Annotated[str, typer.Option(help="model, identity, lab or histogram (when no --predictions).", rich_help_panel=MODEL)] = "model",
-    model: Annotated[str, typer.Option(help="Shipped model name.", rich_help_panel=MODEL)] = "default",
+    method: MethodOpt = "model",
+    model: ModelOpt = "default",
     checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint (overrides --model).", rich_help_panel=MODEL)] = None,
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Semantic maps folder (read; missing maps computed and saved).")] = None,
     size: Annotated[int, typer.Option(min=0, help="Score at SIZE x SIZE (iHarmony4: 256); 0 scores at the real image's size.")] = 256,
@@ -45,7 +45,7 @@ def evaluate(
     fmse_tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed relative fMSE rise against --baseline (0.05 = 5 %).", rich_help_panel=GATE)] = 0.05,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and any regressions) as JSON on stdout.")] = False,
     device: DeviceOpt = Device.auto,
-    backend: NetBackendOpt = "auto",
+    backend: NetworkBackendOpt = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
     quiet: QuietOpt = False,

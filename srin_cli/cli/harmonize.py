@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, print_path, resolve_device
-from .options import (MODEL, OUTPUT, BackendOpt, DeviceOpt, NetBackendOpt, IouOpt, MaskSuffixOpt, MatchOpt, MinSizeOpt, OverwriteOpt,
-                      PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt, StabilityOpt,
-                      segmenter_kwargs)
+from .options import (MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MethodOpt, MinSizeOpt, ModelOpt,
+                      NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
+                      ScaleOpt, SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
 
 def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], Path]:
@@ -30,15 +30,15 @@ def harmonize(
     masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of masks (white = foreground).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", rich_help_panel=OUTPUT)] = Path("harmonized"),
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Semantic maps folder (from srin segment): maps are read from it; missing ones are computed and saved there.")] = None,
-    method: Annotated[str, typer.Option(help="model (a trained network), or a classical reference: identity, lab, histogram.", rich_help_panel=MODEL)] = "model",
-    model: Annotated[str, typer.Option(help="Shipped model name (see the README).", rich_help_panel=MODEL)] = "default",
+    method: MethodOpt = "model",
+    model: ModelOpt = "default",
     checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint from srin train (overrides --model).", rich_help_panel=MODEL)] = None,
-    fmt: Annotated[str, typer.Option("--format", help="png (lossless, default), jpg, or same as the input.", rich_help_panel=OUTPUT)] = "png",
+    fmt: FormatOpt = "png",
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.", rich_help_panel=OUTPUT)] = 95,
     suffix: Annotated[str, typer.Option(help="Appended to output names (before the extension).", rich_help_panel=OUTPUT)] = "",
     match: MatchOpt = "auto",
     mask_suffix: MaskSuffixOpt = "_mask",
-    segmenter: BackendOpt = "felzenszwalb",
+    segmenter: SegmenterOpt = "felzenszwalb",
     sam_checkpoint: SamCheckpointOpt = None,
     sam_model: SamModelOpt = "vit_b",
     points_per_side: PointsOpt = None,
@@ -53,7 +53,7 @@ def harmonize(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
     device: DeviceOpt = Device.auto,
-    backend: NetBackendOpt = "auto",
+    backend: NetworkBackendOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Harmonize composites: writes one image per input, at the input's size; pixels outside the mask are untouched.
@@ -61,14 +61,12 @@ def harmonize(
     Prints the written paths on stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
     with handled_errors():
-        from ..batch import FORMATS, cached_labels, clean_stale_parts, shard, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
+        from ..batch import cached_labels, clean_stale_parts, shard, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
         from ..data.io import read_image, read_mask, write_image
         from ..data.pairing import pair_items
         from ..harmonizer import make_method, transform_group
         from ..segmentation import create_segmenter
 
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
         inputs, masks = resolve_layout(inputs, masks)
         files, base = collect_inputs(inputs, recursive, exclude=out)
         refuse_overwriting_inputs(out, [base, masks, maps, *{f.parent for f in files}])
@@ -106,8 +104,8 @@ def harmonize(
             return True
 
         items = shard(items, shard_spec, key=lambda i: i.name)
-        if segmenter == "sam":
-            workers = min(workers, 1)  # SamAutomaticMaskGenerator keeps per-image state: one loader thread
+        if not seg.thread_safe:
+            workers = min(workers, 1)  # a segmenter with per-image state (SAM): one loader thread
         with make_progress(quiet) as progress:
             report = run_batch(items, work, lambda i: str(i.composite), progress,
                                (lambda m: None) if quiet else progress.console.print, "harmonize", load=load, workers=workers,

@@ -1,4 +1,9 @@
-"""Shared Annotated option aliases, so every command spells an option the same way."""
+"""Shared Annotated option aliases, so every command spells an option the same way.
+
+Options that take a name are made from their registry (:mod:`srin_cli.registry`) by :func:`registry_option`:
+the registry gives the choices (shown in --help, offered to shell completion), the help text and the
+validation (srin's one-line error, exit 2).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,21 +11,44 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Device
+from ..registry import LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS, SEGMENTERS, Registry
+from .common import Device, fail
 
 SEG = "Segmentation"
 MODEL = "Model"
 OUTPUT = "Output"
 
-NetBackendOpt = Annotated[str, typer.Option("--backend", help="How the network runs: auto (ONNX Runtime on the CPU when the checkpoint has a matching .onnx beside it, else PyTorch), torch or onnx.", rich_help_panel=MODEL)]
+
+def registry_option(registry: Registry, *decls: str, help: str, more: str = "", **kwargs):
+    """A ``typer.Option`` whose values are ``registry``'s names: ``help`` is followed by the names (and what
+    each is), then ``more``; any other value is srin's usual one-line error."""
+
+    def parse(value: str) -> str:
+        if value not in registry:
+            fail(registry.unknown(value))
+        return value
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in registry if name.startswith(incomplete)]
+
+    return typer.Option(*(decls or (registry.option,)), help=f"{help}: {registry.describe()}. {more}".rstrip(), parser=parse,
+                        metavar="[" + "|".join(registry) + "]", autocompletion=complete, **kwargs)
+
+
+MethodOpt = Annotated[str, registry_option(METHODS, help="How the foreground is recoloured", rich_help_panel=MODEL)]
+ModelOpt = Annotated[str, registry_option(MODELS, help="Shipped model (see the README)", rich_help_panel=MODEL)]
+NormOpt = Annotated[str, registry_option(NORMS, help="Normalization")]
+LossOpt = Annotated[Optional[str], registry_option(LOSSES, help="Training loss", more="--resume keeps the run's own loss unless given.", show_default=False)]
+NetworkBackendOpt = Annotated[str, registry_option(NETWORK_BACKENDS, help="How the network runs", rich_help_panel=MODEL)]
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when available.", rich_help_panel=MODEL)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-file messages.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a batch resumes).", rich_help_panel=OUTPUT)]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders and mirror them in the output.")]
-MatchOpt = Annotated[str, typer.Option("--match", help="Mask pairing rule: auto (same stem, then iHarmony4), stem, suffix, iharmony4.")]
+MatchOpt = Annotated[str, registry_option(MATCH_RULES, help="Mask pairing rule")]
+FormatOpt = Annotated[str, registry_option(OUTPUT_FORMATS, "--format", help="Output format", rich_help_panel=OUTPUT)]
 MaskSuffixOpt = Annotated[str, typer.Option("--mask-suffix", help="For --match suffix: x.jpg pairs with x<suffix>.png.")]
 
-BackendOpt = Annotated[str, typer.Option("--segmenter", help="felzenszwalb (offline default) or sam.", rich_help_panel=SEG)]
+SegmenterOpt = Annotated[str, registry_option(SEGMENTERS, help="Semantic maps from", rich_help_panel=SEG)]
 SamCheckpointOpt = Annotated[Optional[Path], typer.Option("--sam-checkpoint", envvar="SRIN_SAM_CHECKPOINT", help="SAM weights (.pth) for --segmenter sam.", rich_help_panel=SEG)]
 SamModelOpt = Annotated[str, typer.Option("--sam-model", envvar="SRIN_SAM_MODEL", help="SAM architecture: vit_b, vit_l or vit_h.", rich_help_panel=SEG)]
 PointsOpt = Annotated[Optional[int], typer.Option("--points-per-side", min=1, help="SAM: point grid per side (default 16).", rich_help_panel=SEG)]
@@ -32,13 +60,15 @@ MinSizeOpt = Annotated[Optional[int], typer.Option("--min-size", help="felzenszw
 
 def segmenter_kwargs(backend: str, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh, stability_score_thresh,
                      scale, min_size, device: str = "cpu") -> dict:
-    """Only what the user set is passed on; the backends' own defaults stay the single source of truth."""
+    """Only what the user set is passed on; the backends' own defaults stay the single source of truth.
+    ``device`` reaches the segmenters that run on one (``uses_device`` in the registry)."""
+    SEGMENTERS.check(backend)
     if backend == "sam":
         kw = {"checkpoint": sam_checkpoint, "model_type": sam_model, "device": device}
         extra = {"points_per_side": points_per_side, "pred_iou_thresh": pred_iou_thresh, "stability_score_thresh": stability_score_thresh}
     elif backend == "felzenszwalb":
         kw, extra = {}, {"scale": scale, "min_size": min_size}
-    else:
-        raise ValueError(f"unknown --segmenter {backend!r}; choose felzenszwalb or sam")
+    else:  # a new registry entry needs its options here
+        raise ValueError(f"no options known for --segmenter {backend!r}")
     kw.update({k: v for k, v in extra.items() if v is not None})
     return kw

@@ -6,16 +6,15 @@ from typing import Annotated
 
 import typer
 
-from .common import err_console, handled_errors, make_progress, resolve_device
-from .options import (BackendOpt, DeviceOpt, IouOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt,
-                      SamCheckpointOpt, SamModelOpt, ScaleOpt, StabilityOpt, segmenter_kwargs)
-from .common import Device
+from .common import Device, err_console, handled_errors, make_progress, resolve_device
+from .options import (DeviceOpt, IouOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
+                      SamModelOpt, ScaleOpt, SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
 
 def segment(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders ('-' reads paths from stdin).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Maps folder: NAME.png label maps (16-bit) + preview/NAME.png.")] = Path("maps"),
-    segmenter: BackendOpt = "felzenszwalb",
+    segmenter: SegmenterOpt = "felzenszwalb",
     sam_checkpoint: SamCheckpointOpt = None,
     sam_model: SamModelOpt = "vit_b",
     points_per_side: PointsOpt = None,
@@ -33,6 +32,7 @@ def segment(
         from ..batch import clean_stale_parts, collect_inputs, refuse_overwriting_inputs, run_batch
         from ..data.io import read_image, write_image, write_labels
         from ..data.pairing import Item
+        from ..registry import SEGMENTERS
         from ..segmentation import create_segmenter
         from ..semantic import colorize_labels
 
@@ -40,7 +40,7 @@ def segment(
         refuse_overwriting_inputs(out, [base, *[f.parent for f in files]])
         clean_stale_parts(out)  # temp files a killed run left behind
         kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
-                              stability_score_thresh, scale, min_size, resolve_device(device) if segmenter == "sam" else "cpu")
+                              stability_score_thresh, scale, min_size, resolve_device(device) if SEGMENTERS[segmenter].info["uses_device"] else "cpu")
         seg = create_segmenter(segmenter, **kw)
         items = [Item(f, None, name=str(f.relative_to(base).with_suffix("")) if base else f.stem) for f in files]
         by_name: dict[str, list[Item]] = {}

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
-from .options import (BackendOpt, IouOpt, MinSizeOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt, StabilityOpt,
-                      segmenter_kwargs)
+from .options import (IouOpt, LossOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
+                      SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
 
 def train(
@@ -16,13 +16,13 @@ def train(
                                               "several such folders are pooled), composite_images/+masks/+real_images/, or an iHarmony4 folder with *_train.txt.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log.csv, config.json.")] = Path("runs/srin"),
     val: Annotated[Optional[list[Path]], typer.Option(help="Validation pairs scored every epoch (composite_images/, masks/, real_images/); repeat for several sets. The real photos are also given as composites (do-no-harm check).")] = None,
-    norm: Annotated[str, typer.Option(help="Normalization: srin, rain, bain or in.")] = "srin",
+    norm: NormOpt = "srin",
     epochs: Annotated[int, typer.Option(min=1, help="Epochs (lr x0.1 at 100/120 and 110/120 of them).")] = 120,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     lr: Annotated[float, typer.Option(min=0.0, help="Initial Adam learning rate.")] = 1e-3,
     image_size: Annotated[int, typer.Option(min=32, help="Training resolution (multiple of 16).")] = 256,
     widths: Annotated[str, typer.Option(help="U-Net widths per level, comma-separated.")] = "16,32,64,128",
-    loss: Annotated[Optional[str], typer.Option(help="fn-l1 (foreground-normalized L1; the default for new runs) or l1 (the paper's, whole image). --resume keeps the run's own loss unless given.", show_default=False)] = None,
+    loss: LossOpt = None,
     chroma_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a term that penalises changing the foreground's mean chroma away from the real photo's (washing colour out).")] = 0.0,
     gate: Annotated[bool, typer.Option("--gate/--no-gate", help="Predict a per-composite confidence that the foreground needs correcting, which scales the transform (learns whether apart from how).")] = False,
     untouched: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs left untouched (composite = real photo).")] = 0.0,
@@ -35,7 +35,7 @@ def train(
     regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
     norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="At the end, also write model.onnx, the fast CPU path of harmonize/evaluate (needs srin-cli[export]).")] = True,
-    segmenter: BackendOpt = "felzenszwalb",
+    segmenter: SegmenterOpt = "felzenszwalb",
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Label maps of the training photos as `srin segment` writes them (MAPS/NAME.png; several folders: MAPS/FOLDER/NAME.png), read once and cropped with each view; missing ones are computed and saved there. Without it, felzenszwalb segments every view and other segmenters each photo once, in memory.", rich_help_panel="Segmentation")] = None,
     sam_checkpoint: SamCheckpointOpt = None,
     sam_model: SamModelOpt = "vit_b",

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, UsageError
+from ..registry import MATCH_RULES
 from .io import IMAGE_EXTENSIONS, is_image_file, list_images  # noqa: F401 - list_images: the one image lister
 
-MATCH_RULES = ("auto", "stem", "suffix", "iharmony4")
 _TRAILING = re.compile(r"^(.*)_[^_]+$")
 
 
@@ -66,7 +66,7 @@ def mask_candidates(stem: str, rule: str, suffix: str = "_mask") -> list[str]:
         return strip_parts(stem, 1)[1:]
     if rule == "auto":
         return strip_parts(stem, 1)
-    raise UsageError(f"unknown match rule {rule!r}; choose one of {', '.join(MATCH_RULES)}")
+    raise UsageError(f"unknown match rule {rule!r}; choose one of {', '.join(MATCH_RULES)}")  # a new rule not handled here
 
 
 class FolderIndex:

@@ -1,4 +1,4 @@
-"""Region-aware normalizations, chosen by name (see :data:`NORMS`).
+"""Region-aware normalizations, chosen by name (:data:`srin_cli.registry.NORMS`, through :func:`create_norm`).
 
 Every layer has the same call signature ``norm(x, mask, semantic)``:
 
@@ -28,6 +28,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..registry import NORMS
 
 EPS = 1e-5
 
@@ -164,8 +166,7 @@ class RegionSRIN(_RegionNorm):
     logits get log(area_j), so a token weighs like its pixels would in pixel attention. gamma =
     ReLU(g_gamma([R sigma, R mu])) as in the paper; beta = g_beta(...) has no ReLU because feature means are
     signed. Initialised as the pixel SRIN (gamma = 1, beta ~ 0: the foreground normalized by its own
-    statistics). A RAIN-like start (gamma = R sigma, beta = R mu) was tried too: both starts trained slower
-    than the pixel SRIN here (25.7-25.8 vs 26.4 dB mean validation PSNR over epochs 21-28; BENCHMARKS.md).
+    statistics). (Other starts were measured: BENCHMARKS.md.)
     """
 
     def __init__(self, channels: int, semantic_channels: int, key_channels: int | None = None):
@@ -207,14 +208,26 @@ class RegionSRIN(_RegionNorm):
         return self._affine(fg, (x - mu_b) / sd_b, mask)
 
 
-NORMS: dict[str, type[nn.Module]] = {"srin": SRIN, "rain": RAIN, "bain": BAIN, "in": PlainIN}
+def build_srin(channels: int, semantic_channels: int = 3, regions: int = 0) -> nn.Module:
+    """``srin``: the pixel SRIN, or with region tokens (``regions > 0``) :class:`RegionSRIN`."""
+    if regions:
+        return RegionSRIN(channels, semantic_channels=semantic_channels)
+    return SRIN(channels, semantic_channels=semantic_channels)
+
+
+def _without_regions(cls: type[nn.Module]):
+    def build(channels: int, semantic_channels: int = 3, regions: int = 0) -> nn.Module:
+        return cls(channels, semantic_channels=semantic_channels)  # no region tokens: ``regions`` only sizes the map
+
+    build.__doc__ = f"``{cls.__name__}`` (its semantic map's region channels are not read)."
+    return build
+
+
+build_rain, build_bain, build_in = (_without_regions(c) for c in (RAIN, BAIN, PlainIN))
 
 
 def create_norm(name: str, channels: int, semantic_channels: int = 3, regions: int = 0) -> nn.Module:
-    try:
-        cls = NORMS[name]
-    except KeyError:
-        raise ValueError(f"unknown normalization {name!r}; choose one of {', '.join(NORMS)}") from None
-    if name == "srin" and regions:
-        return RegionSRIN(channels, semantic_channels=semantic_channels)
-    return cls(channels, semantic_channels=semantic_channels)
+    """The normalization ``name`` of :data:`NORMS` for ``channels`` features."""
+    if name not in NORMS:
+        raise ValueError(f"unknown normalization {name!r}; choose one of {', '.join(NORMS)}")
+    return NORMS.build(name, channels, semantic_channels=semantic_channels, regions=regions)

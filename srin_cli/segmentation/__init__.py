@@ -2,7 +2,7 @@
 
 A segmenter maps an RGB image (HxWx3 uint8) to a label map (HxW int32): 0 means "no segment",
 1..N are segments. Every backend produces the same format; :mod:`srin_cli.semantic` turns a
-label map into the tensor the model sees.
+label map into the tensor the model sees. The backends are named in :data:`srin_cli.registry.SEGMENTERS`.
 """
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Protocol
 
 import numpy as np
 
-BACKENDS = ("felzenszwalb", "sam")
+from ..registry import SEGMENTERS
 
 
 class Segmenter(Protocol):
     name: str
+    thread_safe: bool  # whether loader threads may call one instance at the same time
 
     def __call__(self, image: np.ndarray) -> np.ndarray:  # HxWx3 uint8 -> HxW int32
         ...
@@ -22,12 +23,6 @@ class Segmenter(Protocol):
 
 def create_segmenter(backend: str = "felzenszwalb", **kwargs) -> Segmenter:
     """Build a segmenter by name. Only the options the user set are passed on (library defaults win)."""
-    if backend == "felzenszwalb":
-        from .classical import FelzenszwalbSegmenter
-
-        return FelzenszwalbSegmenter(**kwargs)
-    if backend == "sam":
-        from .sam import SamSegmenter
-
-        return SamSegmenter(**kwargs)
-    raise ValueError(f"unknown segmenter backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend not in SEGMENTERS:
+        raise ValueError(f"unknown segmenter backend {backend!r}; choose one of {', '.join(SEGMENTERS)}")
+    return SEGMENTERS.build(backend, **kwargs)

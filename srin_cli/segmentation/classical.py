@@ -17,6 +17,7 @@ from ..data.io import shrink_to
 
 class FelzenszwalbSegmenter:
     name = "felzenszwalb"
+    thread_safe = True  # no state between calls: loader threads may share one
 
     def __init__(self, scale: float = 200.0, sigma: float = 0.8, min_size: int = 16, work_size: int = 64):
         if scale <= 0 or sigma < 0 or min_size < 1 or work_size < 16:

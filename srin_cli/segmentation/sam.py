@@ -179,6 +179,7 @@ class SamSegmenter:
     """
 
     name = "sam"
+    thread_safe = False  # SamAutomaticMaskGenerator keeps per-image state: one loader thread at most
 
     def __init__(
         self,

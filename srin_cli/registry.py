@@ -1,0 +1,134 @@
+"""Every name -> builder table of srin, in one style (segment-anything's ``sam_model_registry``, timm's
+``create_model``).
+
+A :class:`Registry` is the single source of a name's CLI choices, its help text and its validation: the CLI
+options are made from it (:func:`srin_cli.cli.options.registry_option`) and the library looks names up in it.
+Builders are named as ``"module:attribute"`` and imported on first use, so ``srin --help`` reads these
+tables without importing torch.
+
+The tables: :data:`MODELS` (shipped checkpoints), :data:`NORMS` (the network's normalization),
+:data:`SEGMENTERS`, :data:`METHODS` (how ``harmonize``/``evaluate`` recolour), :data:`NETWORK_BACKENDS` (how the
+network runs), :data:`LOSSES`, :data:`MATCH_RULES` (mask pairing) and :data:`OUTPUT_FORMATS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any, Iterator, Mapping
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name: what it stands for (``target``: a builder as ``"module:attribute"``, imported by
+    :meth:`Registry.load`; a file name for a shipped model; None when the name is itself the value), a help
+    phrase, and facts the callers need about it (``info``: e.g. whether a segmenter runs on a device)."""
+
+    target: str | None = None
+    help: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Registry(Mapping[str, Entry]):
+    """An ordered name -> :class:`Entry` table for one CLI option (``option``, e.g. ``"--norm"``)."""
+
+    def __init__(self, option: str, entries: dict[str, Entry]):
+        self.option = option
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> Entry:
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.option}: {', '.join(self)})"
+
+    def unknown(self, name: object) -> str:
+        """The one-line message for a name that is not here."""
+        return f"unknown {self.option} {name!r}; choose one of {', '.join(self)}"
+
+    def check(self, name: str) -> str:
+        """``name`` itself, or ValueError with :meth:`unknown`'s message."""
+        if name not in self._entries:
+            raise ValueError(self.unknown(name))
+        return name
+
+    def load(self, name: str) -> Any:
+        """The object ``name`` stands for (its builder), imported on first use."""
+        target = self[self.check(name)].target
+        if target is None or ":" not in target:
+            raise ValueError(f"{self.option} {name!r} names a value, not a builder")
+        module, _, attribute = target.partition(":")
+        return getattr(import_module(module), attribute)
+
+    def build(self, name: str, *args, **kwargs) -> Any:
+        return self.load(name)(*args, **kwargs)
+
+    def describe(self) -> str:
+        """``a (what a is), b (what b is)`` for help texts; names without help are listed bare."""
+        return ", ".join(f"{n} ({e.help})" if e.help else n for n, e in self._entries.items())
+
+
+# shipped models: name -> file inside srin_cli/models (their cards: the .md beside each file)
+MODELS = Registry("--model", {
+    "default": Entry("srin_default.pt", "SRIN, the default"),
+    "rain": Entry("rain_baseline.pt", "RAIN baseline"),
+    "bain": Entry("bain_baseline.pt", "background-attention IN baseline"),
+    "in": Entry("in_baseline.pt", "plain instance-norm baseline"),
+})
+
+# the network's normalization layer (srin_cli.modeling.norms); builders take (channels, semantic_channels, regions)
+NORMS = Registry("--norm", {
+    "srin": Entry("srin_cli.modeling.norms:build_srin", "SRIN; with --regions, its region-token form"),
+    "rain": Entry("srin_cli.modeling.norms:build_rain", "RAIN"),
+    "bain": Entry("srin_cli.modeling.norms:build_bain", "background-attention IN"),
+    "in": Entry("srin_cli.modeling.norms:build_in", "plain instance norm"),
+})
+
+# label-map makers (srin_cli.segmentation). thread_safe: one instance may serve several loader threads;
+# uses_device: it runs a network on --device.
+SEGMENTERS = Registry("--segmenter", {
+    "felzenszwalb": Entry("srin_cli.segmentation.classical:FelzenszwalbSegmenter", "offline default",
+                          {"uses_device": False}),
+    "sam": Entry("srin_cli.segmentation.sam:SamSegmenter", "Segment Anything, needs --sam-checkpoint",
+                 {"uses_device": True}),
+})
+
+# how harmonize and evaluate recolour the foreground (srin_cli.harmonizer)
+METHODS = Registry("--method", {
+    "model": Entry("srin_cli.harmonizer:network_method", "a trained network"),
+    "identity": Entry("srin_cli.harmonizer:classical_method", "the composite as is"),
+    "lab": Entry("srin_cli.harmonizer:classical_method", "Reinhard Lab mean/std transfer toward the background"),
+    "histogram": Entry("srin_cli.harmonizer:classical_method", "Lab histogram matching toward the background"),
+})
+
+# how the network runs (srin_cli.onnx_backend)
+NETWORK_BACKENDS = Registry("--backend", {
+    "auto": Entry(None, "ONNX Runtime on the CPU when the checkpoint has a matching .onnx beside it, else PyTorch"),
+    "torch": Entry(None, "PyTorch"),
+    "onnx": Entry(None, "ONNX Runtime, on the CPU"),
+})
+
+# training losses (srin_cli.training.loop.compute_loss); measured differences: BENCHMARKS.md
+LOSSES = Registry("--loss", {
+    "l1": Entry(None, "the paper's, whole image"),
+    "fn-l1": Entry(None, "foreground-normalized L1, the default for new runs"),
+})
+
+# mask pairing (srin_cli.data.pairing.mask_candidates)
+MATCH_RULES = Registry("--match", {
+    "auto": Entry(None, "same stem, then iHarmony4"),
+    "stem": Entry(None, "x.jpg pairs with masks/x.png"),
+    "suffix": Entry(None, "x.jpg pairs with masks/x<--mask-suffix>.png"),
+    "iharmony4": Entry(None, "c1_1_4.jpg pairs with masks/c1_1.png"),
+})
+
+OUTPUT_FORMATS = Registry("--format", {
+    "png": Entry(None, "lossless, default"),
+    "jpg": Entry(None),
+    "same": Entry(None, "as the input"),
+})
