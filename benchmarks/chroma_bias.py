@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from srin_cli.data.io import read_image, read_mask
-from srin_cli.data.pairing import list_images, pair_items
+from srin_cli.evaluation import pairs_to_score
 from srin_cli.harmonizer import Harmonizer
 from srin_cli.segmentation import create_segmenter
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED / "labelme_val")
     args = parser.parse_args()
     root = args.data
-    items = pair_items(list_images(root / "composite_images"), root / "composite_images", root / "masks", root / "real_images")
+    items = pairs_to_score(root)[0]
     pairs = []
     for it in items:
         comp = read_image(it.composite)

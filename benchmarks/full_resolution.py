@@ -26,7 +26,7 @@ import torch
 
 from srin_cli.build import shipped_model_path
 from srin_cli.data.io import read_image, read_mask
-from srin_cli.data.pairing import list_images, pair_items
+from srin_cli.evaluation import pairs_to_score
 from srin_cli.harmonizer import Harmonizer, blend
 from srin_cli.metrics import score
 from srin_cli.segmentation import create_segmenter
@@ -93,11 +93,11 @@ def main():
     print("| set | path | fMSE | PSNR | detail fMSE |\n|---|---|---|---|---|")
     ad = SHARED / "hadobe5k_sample"
     sets = {
-        "HAdobe5k a0002 (4256x2832)": (pair_items(list_images(ad / "composite_images"), ad / "composite_images", ad / "masks", ad / "real_images"), 1),
+        "HAdobe5k a0002 (4256x2832)": (pairs_to_score(ad)[0], 1),
     }
     lv = SHARED / "labelme_val"
     sets[f"labelme_val x4 (1024x1024, first {args.val_limit})"] = (
-        pair_items(list_images(lv / "composite_images")[: args.val_limit], lv / "composite_images", lv / "masks", lv / "real_images"), 4)
+        pairs_to_score(lv, args.val_limit)[0], 4)
     for name, (items, up) in sets.items():
         res = run_set(h, seg, items, up)
         for k, label in [("at256", "same model at 256x256"), ("full", "srin full resolution"),

@@ -20,7 +20,7 @@ import torch
 
 from srin_cli.build import shipped_model_path
 from srin_cli.data.io import read_image, read_mask
-from srin_cli.data.pairing import list_images, pair_items
+from srin_cli.evaluation import pairs_to_score
 from srin_cli.harmonizer import Harmonizer
 from srin_cli.metrics import score, summarize
 from srin_cli.segmentation import create_segmenter
@@ -50,7 +50,7 @@ def main():
     torch.set_num_threads(2)
     h = Harmonizer.from_checkpoint(args.checkpoint or shipped_model_path("default"), "cpu")
     root = SHARED / "labelme_val"
-    items = pair_items(list_images(root / "composite_images")[: args.limit], root / "composite_images", root / "masks", root / "real_images")
+    items = pairs_to_score(root, args.limit)[0]
     data = []
     for it in items:
         comp = read_image(it.composite)

@@ -1,4 +1,7 @@
-"""Batch plumbing shared by the commands: inputs, output paths, the per-file loop with failures collected."""
+"""Batch plumbing shared by the commands: inputs, output paths, the per-file loop with failures collected.
+
+Nothing here prints: failures go to the caller's ``on_failure(name, message)``.
+"""
 from __future__ import annotations
 
 import sys
@@ -74,11 +77,11 @@ class _LoadFailed:
         self.exc = exc
 
 
-def run_batch(items: list, work: Callable, describe: Callable, progress, warn: Callable[[str], None], label: str,
+def run_batch(items: list, work: Callable, describe: Callable, progress, on_failure: Callable[[str, str], None], label: str,
               load: Callable | None = None, workers: int = 0, batch: int = 1,
               before: Callable[[list], None] | None = None) -> BatchReport:
     """Call ``work(item)`` (or ``work(item, load(item))``) for each item; it returns True (done) or False
-    (skipped). Errors are collected per item, never raised.
+    (skipped). Errors are collected per item, never raised; ``on_failure(name, message)`` hears of each one.
 
     With ``load``, decoding and segmentation run in ``workers`` threads ahead of the model (a few items in
     flight), so reading files overlaps with compute; ``workers=0`` loads inline. With ``before``, items are
@@ -88,8 +91,6 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, warn: C
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
-
-    from rich.markup import escape
 
     from .errors import SrinError
 
@@ -144,7 +145,7 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, warn: C
                 except expected as exc:
                     msg = first_line(exc)
                     report.failures.append((name, msg))
-                    warn(f"[yellow]failed[/] {escape(name)}: {escape(msg)}")  # file names are not markup
+                    on_failure(name, msg)
                 progress.update(task, advance=1)
     finally:
         if pool is not None:
@@ -166,16 +167,3 @@ def shard(items: list, spec: str | None, key: Callable) -> list:
     if not (n >= 1 and 1 <= k <= n):
         raise UsageError(f"--shard K/N needs 1 <= K <= N, got {spec!r}")
     return [it for it in items if zlib.crc32(key(it).encode("utf-8", "surrogateescape")) % n == k - 1]
-
-
-def cached_labels(maps: Path | None, name: str, image, segmenter):
-    """The label map for ``name``: read from ``maps`` when there, else segmented (and saved when ``maps`` is set)."""
-    from .data.io import read_labels, write_labels
-
-    path = maps / f"{name}.png" if maps is not None else None
-    if path is not None and path.exists():
-        return read_labels(path, image.shape[:2])
-    labels = segmenter(image)
-    if path is not None:
-        write_labels(path, labels)
-    return labels

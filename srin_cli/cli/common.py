@@ -72,6 +72,20 @@ def print_path(path: str) -> None:
         sys.stdout.buffer.flush()
 
 
+def failure_printer(progress, quiet: bool = False):
+    """``on_failure(name, message)`` for a batch: one yellow line per failed file above the progress bar."""
+    from rich.markup import escape
+
+    if quiet:
+        return lambda name, message: None
+    return lambda name, message: progress.console.print(f"[yellow]failed[/] {escape(name)}: {escape(message)}")  # names are not markup
+
+
+def print_failures(failures: list[tuple[str, str]]) -> None:
+    for name, message in failures:
+        err_console.print(f"  failed: {name}: {message}", markup=False)
+
+
 def make_progress(quiet: bool = False):
     """Rich progress on stderr, shown only when stderr is a terminal (never in pipes, logs or CI)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

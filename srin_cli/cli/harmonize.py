@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .common import Device, err_console, handled_errors, make_progress, print_path, resolve_device
+from .common import Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_path, resolve_device
 from .options import (MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
                       ScaleOpt, SegmenterOpt, StabilityOpt, segmenter_kwargs)
@@ -61,55 +60,31 @@ def harmonize(
     Prints the written paths on stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
     with handled_errors():
-        from ..batch import cached_labels, clean_stale_parts, shard, collect_inputs, output_path, refuse_overwriting_inputs, run_batch
-        from ..data.io import read_image, read_mask, write_image
+        from ..batch import clean_stale_parts, collect_inputs, refuse_overwriting_inputs, shard
         from ..data.pairing import pair_items
-        from ..harmonizer import make_method, transform_group
+        from ..harmonizer import make_method
+        from ..pipeline import OutputOptions, Pipeline, harmonize_items
         from ..segmentation import create_segmenter
 
         inputs, masks = resolve_layout(inputs, masks)
         files, base = collect_inputs(inputs, recursive, exclude=out)
         refuse_overwriting_inputs(out, [base, masks, maps, *{f.parent for f in files}])
-        for folder in (out, maps):  # temp files a killed run left behind
-            if folder is not None:
-                clean_stale_parts(folder)
-        items = pair_items(files, base, masks, rule=match, suffix=mask_suffix)
+        for folder in filter(None, (out, maps)):
+            clean_stale_parts(folder)  # temp files a killed run left behind
+        items = shard(pair_items(files, base, masks, rule=match, suffix=mask_suffix), shard_spec, key=lambda i: i.name)
         dev = resolve_device(device)
-        seg_kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
-                                  stability_score_thresh, scale, min_size, dev)
-        seg = create_segmenter(segmenter, **seg_kw)
-        run = make_method(method, model, checkpoint, dev, seg, backend)
-        written: list[str] = []
-        batched = batch > 1 and hasattr(run, "transform_many")
-
-        def load(item):
-            """Decode and segment (in loader threads with --workers); None when the output already exists."""
-            target = output_path(out, item.name, item.composite, fmt, suffix)
-            if target.exists() and not overwrite:
-                return None
-            image = read_image(item.composite)
-            mask = read_mask(item.mask, image.shape[:2])
-            labels = cached_labels(maps, item.name, image, seg) if run.needs_labels else None
-            loaded = {"target": target, "image": image, "mask": mask, "labels": labels}
-            if batched and (mask > 0).any():
-                loaded["prepared"] = run.prepare(image, mask, labels)  # network inputs, made in the loader too
-            return loaded
-
-        def work(item, loaded) -> bool:
-            if loaded is None:
-                return False
-            result = run(loaded["image"], loaded["mask"], loaded["labels"], params=loaded.get("params"))
-            write_image(loaded["target"], result, quality)
-            written.append(str(loaded["target"]))
-            return True
-
-        items = shard(items, shard_spec, key=lambda i: i.name)
-        if not seg.thread_safe:
-            workers = min(workers, 1)  # a segmenter with per-image state (SAM): one loader thread
+        seg = create_segmenter(segmenter, **segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side,
+                                                             pred_iou_thresh, stability_score_thresh, scale, min_size, dev))
+        pipeline = Pipeline(make_method(method, model, checkpoint, dev, seg, backend), seg, maps, batch, workers)
         with make_progress(quiet) as progress:
-            report = run_batch(items, work, lambda i: str(i.composite), progress,
-                               (lambda m: None) if quiet else progress.console.print, "harmonize", load=load, workers=workers,
-                               batch=batch, before=partial(transform_group, run) if batched else None)
+            report, written = harmonize_items(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite),
+                                              progress, failure_printer(progress, quiet))
+    _print_outcome(report, written, out, as_json, quiet)
+    raise typer.Exit(report.exit_code)
+
+
+def _print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: bool) -> None:
+    """The written paths (or a JSON summary) on stdout; the counts and failures on stderr."""
     if as_json:
         print(json.dumps({"out": str(out), "written": report.done, "skipped": report.skipped,
                           "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}))
@@ -119,6 +94,4 @@ def harmonize(
     if not quiet:
         err_console.print(f"{report.done} images written to {out}/, {report.skipped} skipped (already there), "
                           f"{len(report.failures)} failed", markup=False)
-        for name, msg in report.failures:
-            err_console.print(f"  failed: {name}: {msg}", markup=False)
-    raise typer.Exit(report.exit_code)
+        print_failures(report.failures)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Device, err_console, handled_errors, make_progress, resolve_device
+from .common import Device, err_console, failure_printer, handled_errors, make_progress, resolve_device
 from .options import (DeviceOpt, IouOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
                       SamModelOpt, ScaleOpt, SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
@@ -62,8 +62,7 @@ def segment(
             return True
 
         with make_progress(quiet) as progress:
-            report = run_batch(items, work, lambda i: str(i.composite), progress,
-                               (lambda m: None) if quiet else progress.console.print, "segment")
+            report = run_batch(items, work, lambda i: str(i.composite), progress, failure_printer(progress, quiet), "segment")
     if not quiet:
         err_console.print(f"{report.done} maps written to {out}, {report.skipped} skipped (exist), {len(report.failures)} failed", markup=False)
     raise typer.Exit(report.exit_code)

@@ -75,7 +75,7 @@ class _Base(Dataset):
 
     def whole_labels(self, index: int, image: np.ndarray) -> np.ndarray:
         if index not in self._whole:
-            from ..batch import cached_labels
+            from .io import cached_labels
 
             labels = cached_labels(self.maps, self.names[index], image, self.segmenters[0])
             self._whole[index] = labels.astype(np.uint16 if labels.max(initial=0) < 65536 else np.int32)

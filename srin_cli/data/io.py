@@ -113,6 +113,17 @@ def read_labels(path: str | os.PathLike, size: tuple[int, int] | None = None) ->
     return labels
 
 
+def cached_labels(maps: Path | None, name: str, image: np.ndarray, segmenter) -> np.ndarray:
+    """The label map for ``name``: read from ``maps`` when there, else segmented (and saved when ``maps`` is set)."""
+    path = maps / f"{name}.png" if maps is not None else None
+    if path is not None and path.exists():
+        return read_labels(path, image.shape[:2])
+    labels = segmenter(image)
+    if path is not None:
+        write_labels(path, labels)
+    return labels
+
+
 def shrink_to(image: np.ndarray, longest_side: int) -> np.ndarray:
     """``image`` reduced (area interpolation) so that its longest side is at most ``longest_side``; as is when
     already that small. The working size of the segmenters."""

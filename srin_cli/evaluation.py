@@ -1,0 +1,249 @@
+"""Scoring against real images, and everything made of the scores: the CSVs, the visual report and the
+quality gate. Used by ``srin evaluate`` and the benchmarks.
+
+* :func:`pairs_to_score` finds the pairs of a dataset folder; :func:`score_items` scores each one, a
+  prediction read from a folder or the pipeline's result (:mod:`srin_cli.pipeline`), with
+  :func:`srin_cli.metrics.score` at the scoring size;
+* :func:`write_csvs`: per_image.csv and summary.csv (``csv.DictWriter``, fixed headers, 4 decimals);
+* :func:`write_report`: a self-contained HTML page and a PNG contact sheet, worst fMSE first;
+* :func:`gate`: absolute thresholds (``--min-psnr``, ``--max-fmse``) and the comparison with a saved baseline
+  CSV (``--baseline``), as a list of regressions (empty: passed).
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .batch import BatchReport, run_batch
+from .data.io import read_image, read_mask, write_image
+from .data.pairing import FolderIndex, Item, dataset_layout, list_images, pair_items
+from .errors import InputError
+from .files import atomic_open, atomic_write
+from .metrics import resize_for_scoring, score, summarize
+from .pipeline import Composite, Pipeline
+
+PER_IMAGE_FIELDS = ["name", "mse", "fmse", "psnr", "fpsnr", "fg_ratio"]
+SUMMARY_FIELDS = ["subset", "count", "mse", "fmse", "psnr", "fpsnr"]
+
+
+# ---------------------------------------------------------------- scoring
+
+@dataclass
+class Pair:
+    """``evaluate``'s record for one pair: the real image, the mask at its size, the composite as read (when
+    the report or the method needs it), and that composite on its way through the pipeline (method runs)."""
+
+    real: np.ndarray
+    mask: np.ndarray
+    image: np.ndarray | None = None
+    composite: Composite | None = None
+
+
+@dataclass
+class Scores:
+    """What :func:`score_items` measured: one row per scored pair (PER_IMAGE_FIELDS), the summary
+    (SUMMARY_FIELDS: overall, then per foreground-ratio bin), the report's thumbnails, and the batch outcome."""
+
+    rows: list[dict]
+    summary: list[dict]
+    outcome: BatchReport
+    thumbs: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+def pairs_to_score(dataset: Path, limit: int | None = None) -> tuple[list[Item], list[Item]]:
+    """The pairs of ``dataset`` (composite_images/, masks/, real_images/), the first ``limit`` composites;
+    and apart, the composites that have no real image (nothing to score: not a failure)."""
+    layout = dataset_layout(dataset)
+    if "real_images" not in layout or "composite_images" not in layout:
+        raise ValueError(f"{dataset}: evaluation needs composite_images/, masks/ and real_images/")
+    comps = list_images(layout["composite_images"])[:limit]
+    items = pair_items(comps, layout["composite_images"], layout["masks"], layout["real_images"])
+    # no ground truth: nothing to score (an ambiguous real image, x.png and x.jpg, is a failure instead)
+    unscored = [i for i in items if i.real is None and i.mask is not None and i.error.startswith("no real image")]
+    return [i for i in items if i not in unscored], unscored
+
+
+def score_items(items: list[Item], pipeline: Pipeline | None, predictions: Path | None, size: int | None,
+                with_thumbs: bool, progress, on_failure: Callable[[str, str], None], workers: int = 2,
+                batch: int = 8) -> Scores:
+    """Score each pair's prediction: the file of the same name in ``predictions``, or (``pipeline``) the
+    composite harmonized on the spot. ``size``: score at size x size (None: at the real image's size)."""
+    rows: list[dict] = []
+    thumbs: dict[str, list[np.ndarray]] = {}
+    pred_index = FolderIndex(predictions) if pipeline is None else None
+
+    def load(item: Item) -> Pair:
+        """Decode (and segment and prepare the network inputs): in loader threads with ``workers``."""
+        real = read_image(item.real)
+        mask = read_mask(item.mask, real.shape[:2])
+        pair = Pair(real, mask, read_image(item.composite) if pipeline is not None or with_thumbs else None)
+        if pipeline is not None:
+            comp_mask = mask if pair.image.shape == real.shape else read_mask(item.mask, pair.image.shape[:2])
+            pair.composite = pipeline.open(item.name, pair.image, comp_mask)
+        return pair
+
+    def finish(item: Item, pair: Pair) -> bool:
+        if pipeline is None:
+            pred_path = pred_index.find(Path(item.name).parent, [Path(item.name).name])
+            if pred_path is None:
+                raise FileNotFoundError(2, "no prediction", str(predictions / item.name))
+            pred = read_image(pred_path)
+        else:
+            pred = pipeline.harmonized(pair.composite)
+        real = pair.real
+        if pred.shape != real.shape:
+            raise ValueError(f"prediction is {pred.shape[1]}x{pred.shape[0]} but the real image is {real.shape[1]}x{real.shape[0]}")
+        m = resize_for_scoring(pair.mask, size, is_mask=True)
+        rows.append({"name": item.name, **score(resize_for_scoring(pred, size), resize_for_scoring(real, size), m)})
+        if with_thumbs:
+            thumbs[item.name] = thumbs_for(pair.image, pred, real, pair.mask)
+        return True
+
+    if pipeline is not None:
+        outcome = pipeline.run(items, load, finish, lambda i: i.name, progress, on_failure, "evaluate")
+    else:
+        outcome = run_batch(items, finish, lambda i: i.name, progress, on_failure, "evaluate", load=load,
+                            workers=workers, batch=batch)
+    if not rows:
+        raise ValueError("no pair could be scored")
+    return Scores(rows, summarize(rows), outcome, thumbs)
+
+
+# ---------------------------------------------------------------- CSVs
+
+def write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """Floats rounded to 4 decimals; written atomically."""
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def write_csvs(out: Path, scores: Scores) -> tuple[Path, Path]:
+    """``out``/per_image.csv and ``out``/summary.csv; returns their paths."""
+    per_image, summary = out / "per_image.csv", out / "summary.csv"
+    write_csv(per_image, PER_IMAGE_FIELDS, scores.rows)
+    write_csv(summary, SUMMARY_FIELDS, scores.summary)
+    return per_image, summary
+
+
+# ---------------------------------------------------------------- visual report
+
+def write_report(path: Path, scores: Scores, title: str) -> None:
+    """The HTML page at ``path`` and its contact sheet beside it (the same name, .png)."""
+    write_html(path, scores.rows, scores.thumbs, title, scores.summary)
+    write_contact_sheet(path.with_suffix(".png"), scores.rows, scores.thumbs)
+
+
+THUMB = 160
+
+
+def thumbnail(image: np.ndarray, size: int = THUMB) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = size / max(h, w)
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def thumbs_for(comp: np.ndarray, pred: np.ndarray, real: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    m = np.repeat((np.clip(mask, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    return [thumbnail(x) for x in (comp, pred, real, m)]
+
+
+def _data_uri(image: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+def write_html(path: Path, rows: list[dict], thumbs: dict[str, list[np.ndarray]], title: str, summary: list[dict]) -> None:
+    order = sorted(rows, key=lambda r: -r["fmse"])
+    head = "".join(f"<th>{h}</th>" for h in ("#", "name", "composite", "harmonized", "real", "mask", "MSE", "fMSE", "PSNR", "fg %"))
+    body = []
+    for i, r in enumerate(order, 1):
+        cells = "".join(f'<td><img src="{_data_uri(t)}" alt=""></td>' for t in thumbs.get(r["name"], []))
+        body.append(f"<tr><td>{i}</td><td>{html.escape(r['name'])}</td>{cells}<td>{r['mse']:.2f}</td><td>{r['fmse']:.2f}</td>"
+                    f"<td>{r['psnr']:.2f}</td><td>{100 * r['fg_ratio']:.1f}</td></tr>")
+    summ = "".join(f"<tr><td>{s['subset']}</td><td>{s['count']}</td><td>{s['mse']:.2f}</td><td>{s['fmse']:.2f}</td><td>{s['psnr']:.2f}</td></tr>" for s in summary)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px;text-align:right}}img{{display:block}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+<table id="summary"><tr><th>subset</th><th>count</th><th>MSE</th><th>fMSE</th><th>PSNR</th></tr>{summ}</table>
+<h2>Per image, worst fMSE first</h2><table id="images"><tr>{head}</tr>{''.join(body)}</table></body></html>"""
+    atomic_write(path, page)
+
+
+def write_contact_sheet(path: Path, rows: list[dict], thumbs: dict[str, list[np.ndarray]], limit: int = 24) -> None:
+    """One row per image (composite | harmonized | real | mask), worst fMSE first, with its metrics."""
+    order = [r for r in sorted(rows, key=lambda r: -r["fmse"]) if r["name"] in thumbs][:limit]
+    label_h, pad = 18, 4
+    cell = THUMB + pad
+    sheet = np.full((max(1, len(order)) * (cell + label_h) + pad, 4 * cell + pad, 3), 255, np.uint8)
+    for i, r in enumerate(order):
+        y = pad + i * (cell + label_h)
+        text = f"{r['name'][:40]}  fMSE {r['fmse']:.1f}  PSNR {r['psnr']:.2f}"
+        cv2.putText(sheet, text, (pad, y + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        for j, t in enumerate(thumbs[r["name"]]):
+            sheet[y + label_h: y + label_h + t.shape[0], pad + j * cell: pad + j * cell + t.shape[1]] = t
+    write_image(path, sheet)
+
+
+# ---------------------------------------------------------------- quality gate
+
+def gate(scores: Scores, min_psnr: float | None = None, max_fmse: float | None = None, baseline: Path | None = None,
+         psnr_tolerance: float = 0.1, fmse_tolerance: float = 0.05) -> list[str]:
+    """Every regression found (empty: the gate passed): thresholds on the overall means, then ``baseline``."""
+    problems = check_thresholds(scores.summary, min_psnr, max_fmse)
+    if baseline is not None:
+        problems += compare_baseline(baseline, scores.rows, scores.summary, psnr_tolerance, fmse_tolerance)
+    return problems
+
+
+def check_thresholds(summary: list[dict], min_psnr: float | None, max_fmse: float | None) -> list[str]:
+    overall = summary[0]
+    problems = []
+    if min_psnr is not None and overall["psnr"] < min_psnr:
+        problems.append(f"PSNR {overall['psnr']:.2f} dB is below --min-psnr {min_psnr:g}")
+    if max_fmse is not None and overall["fmse"] > max_fmse:
+        problems.append(f"fMSE {overall['fmse']:.2f} is above --max-fmse {max_fmse:g}")
+    return problems
+
+
+def compare_baseline(baseline: Path, rows: list[dict], summary: list[dict], psnr_tol: float, fmse_tol: float) -> list[str]:
+    """A summary.csv baseline is compared subset by subset; a per_image.csv baseline image by image.
+
+    A regression is a PSNR lower by more than ``psnr_tol`` dB or an fMSE higher by more than ``fmse_tol``
+    (a fraction: 0.05 = 5 %).
+    """
+    try:
+        with open(baseline, newline="") as fh:
+            base_rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputError(f"cannot read baseline {baseline}: {exc.strerror}") from None
+    if not base_rows:
+        raise InputError(f"baseline {baseline} is empty")
+    key = "subset" if "subset" in base_rows[0] else "name" if "name" in base_rows[0] else None
+    if key is None or not {"psnr", "fmse"} <= set(base_rows[0]):
+        raise InputError(f"baseline {baseline} is neither a srin summary.csv nor a per_image.csv")
+    current = {r[key]: r for r in (summary if key == "subset" else rows)}
+    problems = []
+    for b in base_rows:
+        now = current.get(b[key])
+        if now is None:
+            if key == "name":
+                problems.append(f"{b[key]}: in the baseline but not scored now")
+            continue
+        if not b["psnr"] or b["psnr"] == "nan":
+            continue
+        bp, bf = float(b["psnr"]), float(b["fmse"])
+        if now["psnr"] < bp - psnr_tol:
+            problems.append(f"{b[key]}: PSNR {now['psnr']:.2f} < baseline {bp:.2f} - {psnr_tol:g} dB")
+        if now["fmse"] > bf * (1 + fmse_tol) + 1e-9:
+            problems.append(f"{b[key]}: fMSE {now['fmse']:.2f} > baseline {bf:.2f} + {100 * fmse_tol:g} %")
+    return problems
