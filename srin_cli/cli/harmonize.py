@@ -39,7 +39,7 @@ def harmonize(
     mask_suffix: MaskSuffixOpt = "_mask",
     segmenter: SegmenterOpt = "felzenszwalb",
     sam_checkpoint: SamCheckpointOpt = None,
-    sam_model: SamModelOpt = "vit_b",
+    sam_model: SamModelOpt = None,
     points_per_side: PointsOpt = None,
     pred_iou_thresh: IouOpt = None,
     stability_score_thresh: StabilityOpt = None,

@@ -50,7 +50,7 @@ MaskSuffixOpt = Annotated[str, typer.Option("--mask-suffix", help="For --match s
 
 SegmenterOpt = Annotated[str, registry_option(SEGMENTERS, help="Semantic maps from", rich_help_panel=SEG)]
 SamCheckpointOpt = Annotated[Optional[Path], typer.Option("--sam-checkpoint", envvar="SRIN_SAM_CHECKPOINT", help="SAM weights (.pth) for --segmenter sam.", rich_help_panel=SEG)]
-SamModelOpt = Annotated[str, typer.Option("--sam-model", envvar="SRIN_SAM_MODEL", help="SAM architecture: vit_b, vit_l or vit_h.", rich_help_panel=SEG)]
+SamModelOpt = Annotated[Optional[str], typer.Option("--sam-model", envvar="SRIN_SAM_MODEL", help="Architecture of the --sam-checkpoint: vit_b (default), vit_l or vit_h for sam; sam2.1_hiera_tiny (default), _small, _base_plus or _large (or sam2_hiera_*) for sam2.", rich_help_panel=SEG, show_default=False)]
 PointsOpt = Annotated[Optional[int], typer.Option("--points-per-side", min=1, help="SAM: point grid per side (default 16).", rich_help_panel=SEG)]
 IouOpt = Annotated[Optional[float], typer.Option("--pred-iou-thresh", help="SAM: predicted-IoU threshold (default 0.86).", rich_help_panel=SEG)]
 StabilityOpt = Annotated[Optional[float], typer.Option("--stability-score-thresh", help="SAM: stability threshold (default 0.92).", rich_help_panel=SEG)]
@@ -63,8 +63,12 @@ def segmenter_kwargs(backend: str, sam_checkpoint, sam_model, points_per_side, p
     """Only what the user set is passed on; the backends' own defaults stay the single source of truth.
     ``device`` reaches the segmenters that run on one (``uses_device`` in the registry)."""
     SEGMENTERS.check(backend)
-    if backend == "sam":
-        kw = {"checkpoint": sam_checkpoint, "model_type": sam_model, "device": device}
+    if backend in ("sam", "sam2"):
+        kw = {"checkpoint": sam_checkpoint, "device": device}
+        if backend == "sam":
+            kw["model_type"] = sam_model or "vit_b"
+        elif sam_model:
+            kw["model"] = sam_model
         extra = {"points_per_side": points_per_side, "pred_iou_thresh": pred_iou_thresh, "stability_score_thresh": stability_score_thresh}
     elif backend == "felzenszwalb":
         kw, extra = {}, {"scale": scale, "min_size": min_size}

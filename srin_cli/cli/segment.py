@@ -16,7 +16,7 @@ def segment(
     out: Annotated[Path, typer.Option("--out", "-o", help="Maps folder: NAME.png label maps (16-bit) + preview/NAME.png.")] = Path("maps"),
     segmenter: SegmenterOpt = "felzenszwalb",
     sam_checkpoint: SamCheckpointOpt = None,
-    sam_model: SamModelOpt = "vit_b",
+    sam_model: SamModelOpt = None,
     points_per_side: PointsOpt = None,
     pred_iou_thresh: IouOpt = None,
     stability_score_thresh: StabilityOpt = None,

@@ -38,7 +38,7 @@ def train(
     segmenter: SegmenterOpt = "felzenszwalb",
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Label maps of the training photos as `srin segment` writes them (MAPS/NAME.png; several folders: MAPS/FOLDER/NAME.png), read once and cropped with each view; missing ones are computed and saved there. Without it, felzenszwalb segments every view and other segmenters each photo once, in memory.", rich_help_panel="Segmentation")] = None,
     sam_checkpoint: SamCheckpointOpt = None,
-    sam_model: SamModelOpt = "vit_b",
+    sam_model: SamModelOpt = None,
     points_per_side: PointsOpt = None,
     pred_iou_thresh: IouOpt = None,
     stability_score_thresh: StabilityOpt = None,
