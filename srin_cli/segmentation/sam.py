@@ -5,8 +5,9 @@ SAM weights are never downloaded: the user passes a local checkpoint (``--sam-ch
 the checkpoint is read with ``torch.load(..., weights_only=True)``, so an untrusted file cannot
 unpickle arbitrary objects.
 
-This module imports torch and segment_anything at the top; it is itself imported lazily by
-:func:`srin_cli.segmentation.create_segmenter`, so the default backend never pays for them.
+This module imports torch at the top and segment_anything where it is used; it is itself imported
+lazily by :func:`srin_cli.segmentation.create_segmenter`, so the default backend never pays for them.
+The checkpoint checks and the image -> label-map steps are shared with the SAM 2 backend (:mod:`.sam2`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
@@ -68,28 +69,30 @@ def _check_model_type(model_type: str) -> None:
         raise ValueError(f"unknown SAM model type {model_type!r}; choose one of {', '.join(SAM_MODELS)}")
 
 
-def load_sam(checkpoint: str | os.PathLike, model_type: str, device: str = "cpu") -> "Sam":
-    """Build the ``model_type`` SAM architecture and load a local weights-only checkpoint into it.
-
-    Raises ``FileNotFoundError`` for a missing file and a one-line ``ValueError`` for an unknown model
-    type, a file that is not a weights-only state dict, or a state dict of another model type.
-    """
-    from segment_anything import sam_model_registry
-
-    _check_model_type(model_type)
+def checkpoint_path(checkpoint: str | os.PathLike, label: str = "SAM") -> Path:
+    """The checkpoint as a ``Path``; ``FileNotFoundError`` if it does not exist, ``ValueError`` if not a file."""
     path = Path(checkpoint).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"SAM checkpoint not found: {path}")
+        raise FileNotFoundError(f"{label} checkpoint not found: {path}")
     if not path.is_file():
-        raise ValueError(f"SAM checkpoint is not a file: {path}")
+        raise ValueError(f"{label} checkpoint is not a file: {path}")
+    return path
+
+
+def torch_device(device: str | torch.device) -> torch.device:
     try:
-        dev = torch.device(device)
+        return torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"invalid torch device {device!r} ({_first_line(exc)})") from None
 
-    hint = f"check --sam-model (one of {', '.join(SAM_MODELS)}) and --sam-checkpoint"
+
+def read_weights(path: Path, hint: str, label: str = "SAM") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; every failure is a one-line ``ValueError`` ending in ``hint``.
+
+    A file holding pickled objects other than tensors and plain containers is refused, never unpickled.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
         raise
     except pickle.UnpicklingError as exc:  # a pickled non-tensor object, or not a torch file at all
@@ -100,33 +103,56 @@ def load_sam(checkpoint: str | os.PathLike, model_type: str, device: str = "cpu"
             what = "is not a PyTorch weights file"
         raise ValueError(f"{path} {what} ({reason}); {hint}") from None
     except EOFError:
-        raise ValueError(f"{path} is empty or truncated, not a SAM state dict; {hint}") from None
+        raise ValueError(f"{path} is empty or truncated, not a {label} state dict; {hint}") from None
     except Exception as exc:  # RuntimeError (corrupt zip archive), ...
-        raise ValueError(f"{path} is not a loadable weights-only SAM state dict ({_first_line(exc)}); {hint}") from None
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__}); {hint}")
+        raise ValueError(f"{path} is not a loadable weights-only {label} state dict ({_first_line(exc)}); {hint}") from None
 
-    # Compare keys and shapes against the architecture built on the meta device (no memory, no init),
-    # so a wrong --sam-model fails fast with a short message instead of torch's multi-line report.
-    with torch.device("meta"):
-        reference = sam_model_registry[model_type](checkpoint=None).state_dict()
+
+def is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def check_state_dict(state: dict, reference: dict, path: Path, what: str, hint: str) -> None:
+    """One-line ``ValueError`` unless ``state`` has exactly the keys and shapes of ``reference`` (a model's state dict)."""
     missing = [k for k in reference if k not in state]
     unexpected = [k for k in state if k not in reference]
     if missing or unexpected:
         example = (missing or unexpected)[0]
         raise ValueError(
-            f"{path} does not match SAM {model_type}: {len(missing)} missing and {len(unexpected)} unexpected "
+            f"{path} does not match {what}: {len(missing)} missing and {len(unexpected)} unexpected "
             f"keys (e.g. {example!r}); {hint}"
         )
     wrong = [k for k, v in reference.items() if tuple(state[k].shape) != tuple(v.shape)]
     if wrong:
         k = wrong[0]
         raise ValueError(
-            f"{path} does not match SAM {model_type}: {len(wrong)} tensors have other shapes "
+            f"{path} does not match {what}: {len(wrong)} tensors have other shapes "
             f"(e.g. {k!r}: {tuple(state[k].shape)} vs {tuple(reference[k].shape)}); {hint}"
         )
+
+
+def load_sam(checkpoint: str | os.PathLike, model_type: str, device: str = "cpu") -> "Sam":
+    """Build the ``model_type`` SAM architecture and load a local weights-only checkpoint into it.
+
+    Raises ``FileNotFoundError`` for a missing file and a one-line ``ValueError`` for an unknown model
+    type, a file that is not a weights-only state dict, or a state dict of another model type.
+    """
+    from segment_anything import sam_model_registry
+
+    _check_model_type(model_type)
+    path = checkpoint_path(checkpoint, "SAM")
+    dev = torch_device(device)
+
+    hint = f"check --sam-model (one of {', '.join(SAM_MODELS)}) and --sam-checkpoint"
+    state = read_weights(path, hint, "SAM")
+    if not is_state_dict(state):
+        raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__}); {hint}")
+
+    # Compare keys and shapes against the architecture built on the meta device (no memory, no init),
+    # so a wrong --sam-model fails fast with a short message instead of torch's multi-line report.
+    with torch.device("meta"):
+        reference = sam_model_registry[model_type](checkpoint=None).state_dict()
+    check_state_dict(state, reference, path, f"SAM {model_type}", hint)
     del reference
 
     sam = sam_model_registry[model_type](checkpoint=None)
@@ -167,6 +193,54 @@ def masks_to_labels(masks: list[dict], shape: tuple[int, int]) -> np.ndarray:
     return labels
 
 
+def work_size_or(work_size: int | None, model_size: int) -> int:
+    """The working size: ``work_size`` if given (>= 16), else the model's input size."""
+    if work_size is not None and int(work_size) < 16:
+        raise ValueError(f"work_size must be >= 16, got {work_size}")
+    return int(work_size) if work_size is not None else int(model_size)
+
+
+def generator_options(generator_cls: type, options: dict[str, Any], defaults: dict[str, Any], label: str, backend: str) -> dict[str, Any]:
+    """``defaults`` updated with the user's ``options`` after checking them against ``generator_cls``'s signature.
+
+    Only binary masks are accepted (the label map is painted from them); ``output_mode`` is left out of the result.
+    """
+    params = inspect.signature(generator_cls.__init__).parameters
+    allowed = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self", "model"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown {label} generator option(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
+        )
+    options = dict(options)
+    mode = options.pop("output_mode", "binary_mask")
+    if mode != "binary_mask":
+        raise ValueError(f"the {backend} backend needs output_mode='binary_mask', got {mode!r}")
+    kwargs = {**defaults, **options}
+    if options.get("point_grids") is not None and "points_per_side" not in options:
+        kwargs["points_per_side"] = None  # the generator wants exactly one of the two
+    return kwargs
+
+
+def segment_image(generate: Callable[[np.ndarray], list[dict]], image: np.ndarray, work_size: int) -> np.ndarray:
+    """Run an automatic mask generator on ``image`` reduced to ``work_size`` and return the HxW int32 label map."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        got = image.shape if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"image must be an HxWx3 RGB array, got {got}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
+    h, w = image.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"image must not be empty, got {image.shape}")
+    small = np.ascontiguousarray(shrink_to(image, work_size))
+    with torch.inference_mode():
+        masks = generate(small)
+    labels = masks_to_labels(masks, small.shape[:2])
+    if labels.shape != (h, w):
+        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+    return labels.astype(np.int32, copy=False)
+
+
 class SamSegmenter:
     """Segment Anything automatic masks as a label map.
 
@@ -202,22 +276,8 @@ class SamSegmenter:
         else:
             sam = sam.eval()
         img_size = int(getattr(getattr(sam, "image_encoder", None), "img_size", 1024))
-        if work_size is not None and int(work_size) < 16:
-            raise ValueError(f"work_size must be >= 16, got {work_size}")
-        self.work_size = int(work_size) if work_size is not None else img_size
-
-        allowed = set(inspect.signature(SamAutomaticMaskGenerator.__init__).parameters) - {"self", "model"}
-        unknown = sorted(set(generator_kwargs) - allowed)
-        if unknown:
-            raise ValueError(
-                f"unknown SAM generator option(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
-            )
-        mode = generator_kwargs.pop("output_mode", "binary_mask")
-        if mode != "binary_mask":
-            raise ValueError(f"the sam backend needs output_mode='binary_mask', got {mode!r}")
-        kwargs = {**DEFAULT_GENERATOR_KWARGS, **generator_kwargs}
-        if generator_kwargs.get("point_grids") is not None and "points_per_side" not in generator_kwargs:
-            kwargs["points_per_side"] = None  # the generator wants exactly one of the two
+        self.work_size = work_size_or(work_size, img_size)
+        kwargs = generator_options(SamAutomaticMaskGenerator, generator_kwargs, DEFAULT_GENERATOR_KWARGS, "SAM", "sam")
         try:
             self.generator = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **kwargs)
         except AssertionError as exc:
@@ -225,18 +285,4 @@ class SamSegmenter:
         self.sam = sam
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            got = image.shape if isinstance(image, np.ndarray) else type(image).__name__
-            raise ValueError(f"image must be an HxWx3 RGB array, got {got}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8, got {image.dtype}")
-        h, w = image.shape[:2]
-        if h == 0 or w == 0:
-            raise ValueError(f"image must not be empty, got {image.shape}")
-        small = np.ascontiguousarray(shrink_to(image, self.work_size))
-        with torch.inference_mode():
-            masks = self.generator.generate(small)
-        labels = masks_to_labels(masks, small.shape[:2])
-        if labels.shape != (h, w):
-            labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-        return labels.astype(np.int32, copy=False)
+        return segment_image(self.generator.generate, image, self.work_size)
