@@ -96,6 +96,8 @@ SEGMENTERS = Registry("--segmenter", {
                           {"uses_device": False}),
     "sam": Entry("srin_cli.segmentation.sam:SamSegmenter", "Segment Anything, needs --sam-checkpoint",
                  {"uses_device": True}),
+    "sam2": Entry("srin_cli.segmentation.sam2:Sam2Segmenter", "SAM 2 (srin-cli[sam2]), needs --sam-checkpoint",
+                  {"uses_device": True}),
 })
 
 # how harmonize and evaluate recolour the foreground (srin_cli.harmonizer)
