@@ -93,6 +93,8 @@ class Harmonizer(HarmonizationMethod):
         self.model = model.to(self.device).eval()
         self.size = int(model.config.image_size)
         self.segmenter = segmenter
+        # the segmenter whose maps the model was trained on (harmonize's default --segmenter)
+        self.trained_segmenter = getattr(model.config, "segmenter", "felzenszwalb")
         self.needs_labels = model.config.norm == "srin"
         self.fast = fast if self.device.type == "cpu" else None
         self.backend = "onnx" if self.fast is not None else "torch"

@@ -56,3 +56,32 @@ def test_train_on_saved_sam_maps_then_harmonize(tmp_path, monkeypatch):
                             "--maps", str(tmp_path / "val_maps"), *sam])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "out").glob("*.png"))) == 4
+
+
+def test_harmonize_asks_for_the_segmenter_the_model_was_trained_on(tmp_path, monkeypatch):
+    """A checkpoint trained on SAM maps makes harmonize use SAM by default; without SAM weights that is one line,
+    exit 2, naming the model's segmenter; --segmenter overrides it."""
+    from typer.testing import CliRunner
+
+    import srin_cli.segmentation.sam as sam_module
+    from srin_cli.build import build_model, save_checkpoint
+    from srin_cli.cli.main import app
+
+    from conftest import make_pairs
+
+    monkeypatch.setattr(sam_module, "load_sam", lambda checkpoint, model_type, device="cpu": build_tiny_sam(0))
+    monkeypatch.delenv("SRIN_SAM_CHECKPOINT", raising=False)
+    pairs = make_pairs(tmp_path / "pairs", n=2, size=(40, 56))
+    ckpt = tmp_path / "sam_model.pt"
+    save_checkpoint(ckpt, build_model("srin", widths=(8, 16), image_size=32, segmenter="sam"))
+    runner = CliRunner()
+    r = runner.invoke(app, ["harmonize", str(pairs), "-o", str(tmp_path / "a"), "--checkpoint", str(ckpt)])
+    assert r.exit_code == 2 and "trained on sam maps" in r.output and "--sam-checkpoint" in r.output
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"stand-in")
+    r = runner.invoke(app, ["harmonize", str(pairs), "-o", str(tmp_path / "b"), "--checkpoint", str(ckpt),
+                            "--sam-checkpoint", str(weights), *RELAXED])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["harmonize", str(pairs), "-o", str(tmp_path / "c"), "--checkpoint", str(ckpt),
+                            "--segmenter", "felzenszwalb"])
+    assert r.exit_code == 0, r.output

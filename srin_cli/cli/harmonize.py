@@ -10,7 +10,7 @@ import typer
 from .common import Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_path, resolve_device
 from .options import (MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
-                      ScaleOpt, SegmenterOpt, StabilityOpt, segmenter_kwargs)
+                      ModelSegmenterOpt, ScaleOpt, StabilityOpt, segmenter_kwargs)
 
 
 def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], Path]:
@@ -37,7 +37,7 @@ def harmonize(
     suffix: Annotated[str, typer.Option(help="Appended to output names (before the extension).", rich_help_panel=OUTPUT)] = "",
     match: MatchOpt = "auto",
     mask_suffix: MaskSuffixOpt = "_mask",
-    segmenter: SegmenterOpt = "felzenszwalb",
+    segmenter: ModelSegmenterOpt = None,
     sam_checkpoint: SamCheckpointOpt = None,
     sam_model: SamModelOpt = None,
     points_per_side: PointsOpt = None,
@@ -73,9 +73,18 @@ def harmonize(
             clean_stale_parts(folder)  # temp files a killed run left behind
         items = shard(pair_items(files, base, masks, rule=match, suffix=mask_suffix), shard_spec, key=lambda i: i.name)
         dev = resolve_device(device)
-        seg = create_segmenter(segmenter, **segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side,
-                                                             pred_iou_thresh, stability_score_thresh, scale, min_size, dev))
-        pipeline = Pipeline(make_method(method, model, checkpoint, dev, seg, backend), seg, maps, batch, workers)
+        run = make_method(method, model, checkpoint, dev, None, backend)
+        trained = getattr(run, "trained_segmenter", "felzenszwalb")
+        name = segmenter or trained
+        try:
+            seg = create_segmenter(name, **segmenter_kwargs(name, sam_checkpoint, sam_model, points_per_side,
+                                                            pred_iou_thresh, stability_score_thresh, scale, min_size, dev))
+        except ValueError as exc:
+            if segmenter is None and name != "felzenszwalb":  # the model asked for it: say so
+                raise ValueError(f"the model was trained on {name} maps: {exc} (or choose another with --segmenter)") from None
+            raise
+        run.segmenter = seg
+        pipeline = Pipeline(run, seg, maps, batch, workers)
         with make_progress(quiet) as progress:
             report, written = harmonize_items(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite),
                                               progress, failure_printer(progress, quiet))

@@ -49,6 +49,9 @@ FormatOpt = Annotated[str, registry_option(OUTPUT_FORMATS, "--format", help="Out
 MaskSuffixOpt = Annotated[str, typer.Option("--mask-suffix", help="For --match suffix: x.jpg pairs with x<suffix>.png.")]
 
 SegmenterOpt = Annotated[str, registry_option(SEGMENTERS, help="Semantic maps from", rich_help_panel=SEG)]
+ModelSegmenterOpt = Annotated[Optional[str], registry_option(
+    SEGMENTERS, help="Semantic maps from", more="Default: the segmenter the model was trained on (felzenszwalb for the shipped models).",
+    rich_help_panel=SEG, show_default=False)]
 SamCheckpointOpt = Annotated[Optional[Path], typer.Option("--sam-checkpoint", envvar="SRIN_SAM_CHECKPOINT", help="SAM weights (.pth) for --segmenter sam.", rich_help_panel=SEG)]
 SamModelOpt = Annotated[Optional[str], typer.Option("--sam-model", envvar="SRIN_SAM_MODEL", help="Architecture of the --sam-checkpoint: vit_b (default), vit_l or vit_h for sam; sam2.1_hiera_tiny (default), _small, _base_plus or _large (or sam2_hiera_*) for sam2.", rich_help_panel=SEG, show_default=False)]
 PointsOpt = Annotated[Optional[int], typer.Option("--points-per-side", min=1, help="SAM: point grid per side (default 16).", rich_help_panel=SEG)]
