@@ -40,6 +40,8 @@ class UNetConfig:
     regions: int = 0
     # a per-composite confidence that the foreground needs correcting, which scales the transform
     gate: bool = False
+    # added to the gate's logit at inference (0 in training): below 0 the model corrects only when more sure
+    gate_bias: float = 0.0
     # the segmenter whose maps the model was trained on (harmonize uses it by default)
     segmenter: str = "felzenszwalb"
 
@@ -144,7 +146,9 @@ class HarmonizationUNet(nn.Module):
     def transform(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         """The transform to apply (B x 12 x H/2 x W/2), already scaled by the gate when the model has one."""
         params, gate_logit = self.transform_parts(image, mask, semantic)
-        return params if gate_logit is None else params * torch.sigmoid(gate_logit)[:, :, None, None]
+        if gate_logit is None:
+            return params
+        return params * torch.sigmoid(gate_logit + self.config.gate_bias)[:, :, None, None]
 
     def _gate_logit(self, deepest: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = resize_to(mask, deepest.shape[2:])
