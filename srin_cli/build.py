@@ -7,7 +7,6 @@ architecture from ``config`` with no flags repeated.
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -16,7 +15,7 @@ from . import __version__
 from .errors import CheckpointError, first_line
 from .files import atomic_open
 from .modeling.unet import HarmonizationUNet, UNetConfig
-from .registry import MODELS
+from .registry import MODELS, shipped_model_path  # noqa: F401 - shipped_model_path: kept importable from here
 
 CHECKPOINT_FORMAT = "srin-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -73,15 +72,6 @@ def load_model(path: str | os.PathLike) -> tuple[HarmonizationUNet, dict]:
         raise CheckpointError(f"{path}: checkpoint does not match its config ({first_line(exc, 200)})") from None
     model.eval()
     return model, payload
-
-
-def shipped_model_path(name: str) -> Path:
-    if name not in MODELS:
-        raise CheckpointError(f"unknown model {name!r}; shipped models: {', '.join(MODELS)}")
-    path = Path(str(resources.files("srin_cli") / "models" / MODELS[name].target))
-    if not path.is_file():
-        raise CheckpointError(f"shipped model {name!r} is missing from the installation ({path})")
-    return path
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -22,6 +22,27 @@ class CheckpointError(SrinError):
     exit_code = 2
 
 
+class MissingExtra(UsageError):
+    """Something that needs an optional part of srin (``pip install 'srin-cli[train]'`` etc.)."""
+
+
+# the optional modules srin imports, and the extra that brings each
+EXTRAS = {"torch": "train", "onnx": "train", "onnxscript": "train", "torchvision": "sam", "segment_anything": "sam",
+          "sam2": "sam2"}
+
+
+def missing_extra(exc: ImportError, what: str = "this", extra: str | None = None) -> "MissingExtra | None":
+    """The one-line error for an optional module that is not installed (None when it is not one of srin's);
+    ``extra``: the extra to name (default: the one that brings the missing module)."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if name not in EXTRAS:
+        return None
+    extra = extra or EXTRAS[name]
+    if extra is None:
+        return None
+    return MissingExtra(f"{what} needs {name}, which is not installed: pip install 'srin-cli[{extra}]'")
+
+
 def first_line(exc: BaseException, limit: int | None = None, empty: str | None = None) -> str:
     """The first non-empty line of an exception's message (cut to ``limit`` characters), for one-line reports;
     ``empty`` (default: the exception's type name) when the message is blank."""

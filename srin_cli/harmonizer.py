@@ -1,10 +1,12 @@
 """Predictor-style inference: one class owns device, resolution handling and the full-resolution pass.
 
 The network sees the composite at its checkpoint's input size (``config.image_size``: 128x128 for the shipped
-models) and predicts a per-pixel affine colour transform at half that size. The transform is upsampled
-(bilinear) to the photo's own size and applied there in bands of rows, so memory stays bounded for very large
-photos and the foreground keeps its full-resolution texture. Pixels where the mask is 0 are copied from the
-input bit for bit.
+models) and predicts a per-pixel affine colour transform at half that size. The network runs in ONNX Runtime
+(the ``.onnx`` file beside the checkpoint, which also records the checkpoint's config: no torch needed) or in
+PyTorch (``--backend torch``, CUDA). Either way the transform is upsampled (bilinear) to the photo's own size
+and applied there tile by tile by the one numpy implementation (:mod:`srin_cli.colour`), so memory stays
+bounded for very large photos and the foreground keeps its full-resolution texture. Pixels where the mask is
+0 are copied from the input bit for bit.
 
 Every ``--method`` (:data:`srin_cli.registry.METHODS`) is a :class:`HarmonizationMethod`: ``model`` (a
 trained network, :class:`Harmonizer`) and the classical references (:class:`ClassicalHarmonizer`)
@@ -21,20 +23,22 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from .registry import METHODS, NETWORK_BACKENDS
+from .colour import apply_transform, blend  # noqa: F401 - blend: the classical methods' (and benchmarks') blend
+from .errors import CheckpointError, MissingExtra
+from .registry import METHODS, NETWORK_BACKENDS, shipped_model_path
 
-BAND_PIXELS = 2_000_000  # pixels per band of the full-resolution pass
-
-NetworkInputs = tuple  # (image, mask, semantic map) CPU tensors, each 1 x C x s x s
-ColourTransform = Any  # the predicted affine transform, a 1 x 12 x s/2 x s/2 tensor
+NetworkInputs = tuple  # (image, mask, semantic map) float32 arrays, each 1 x C x s x s
+ColourTransform = Any  # the predicted affine transform, a 12 x s/2 x s/2 float32 array
 
 
-def blend(harmonized: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """uint8 result: harmonized * m + image * (1 - m); exactly the input wherever m == 0."""
-    m = mask[..., None].astype(np.float32)
-    out = np.clip(harmonized.astype(np.float32) * m + image.astype(np.float32) * (1 - m) + 0.5, 0, 255).astype(np.uint8)
-    out[mask <= 0] = image[mask <= 0]
-    return out
+def _planar(image: np.ndarray) -> np.ndarray:
+    """HxW -> 1x1xHxW float32; HxWxC -> 1xCxHxW float32 (uint8 scaled to [0, 1])."""
+    if image.ndim == 2:
+        return np.ascontiguousarray(image, dtype=np.float32)[None, None]
+    t = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    if image.dtype == np.uint8:
+        t /= np.float32(255.0)
+    return t[None]
 
 
 class HarmonizationMethod:
@@ -81,49 +85,82 @@ class ClassicalHarmonizer(HarmonizationMethod):
         return blend(out, image, mask)
 
 
-class Harmonizer(HarmonizationMethod):
-    """A trained model applied at any resolution. Takes and returns HxWx3 uint8 RGB."""
+class TorchTransform:
+    """The network's ``transform`` in PyTorch on ``device`` (the reference, and the CUDA path): numpy in, numpy out
+    (B x 12 x s/2 x s/2), as :class:`srin_cli.onnx_backend.OnnxTransform`."""
 
-    def __init__(self, model, device: str = "cpu", segmenter: Callable | None = None, fast: Callable | None = None):
-        """``fast``: the same network through ONNX Runtime (:func:`onnx_backend.open_onnx`), used on the CPU."""
+    def __init__(self, model, device: str = "cpu"):
         import torch
 
         self.torch = torch
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.size = int(model.config.image_size)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, semantic: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            params = self.model.transform(*(torch.from_numpy(a).to(self.device) for a in (image, mask, semantic)))
+            return params.float().cpu().numpy()
+
+
+class Harmonizer(HarmonizationMethod):
+    """A trained model applied at any resolution. Takes and returns HxWx3 uint8 RGB.
+
+    ``network``: the model's transform, numpy in and out (:class:`srin_cli.onnx_backend.OnnxTransform` or
+    :class:`TorchTransform`); ``config``: the checkpoint's config (input size, normalization, semantic
+    encoding), read from the ONNX file's metadata or the checkpoint.
+    """
+
+    def __init__(self, network: Callable, config: dict, segmenter: Callable | None = None, backend: str = "onnx"):
+        self.network = network
+        self.config = dict(config)
+        self.size = int(self.config["image_size"])
+        self.regions = int(self.config.get("regions") or 0)
         self.segmenter = segmenter
         # the segmenter whose maps the model was trained on (harmonize's default --segmenter)
-        self.trained_segmenter = getattr(model.config, "segmenter", "felzenszwalb")
-        self.needs_labels = model.config.norm == "srin"
-        self.fast = fast if self.device.type == "cpu" else None
-        self.backend = "onnx" if self.fast is not None else "torch"
+        self.trained_segmenter = self.config.get("segmenter") or "felzenszwalb"
+        self.needs_labels = self.config.get("norm") == "srin"
+        self.backend = backend
+
+    @property
+    def model(self):
+        """The PyTorch module (torch backend only)."""
+        return getattr(self.network, "model", None)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", segmenter: Callable | None = None,
                         backend: str = "auto") -> "Harmonizer":
-        """``backend``: one of :data:`srin_cli.registry.NETWORK_BACKENDS`."""
-        import torch
-
-        from .build import load_model
+        """``backend``: one of :data:`srin_cli.registry.NETWORK_BACKENDS`. On the CPU, ``auto`` runs ONNX Runtime
+        when a matching ``.onnx`` file sits beside the checkpoint (no torch needed), else PyTorch."""
         from .onnx_backend import open_onnx, sidecar
 
         NETWORK_BACKENDS.check(backend)
-        model, _ = load_model(path)
-        fast = None
-        if backend != "torch" and torch.device(device).type == "cpu":
-            fast = open_onnx(path, torch.get_num_threads())
-        if backend == "onnx" and fast is None:
-            raise ValueError(f"--backend onnx needs onnxruntime and {sidecar(path)} made from this checkpoint "
-                             f"(python -m srin_cli.onnx_backend {path}), on the CPU")
-        return cls(model, device, segmenter, fast)
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        if backend != "torch" and device == "cpu":
+            fast = open_onnx(path)
+            if fast is not None:
+                return cls(fast, fast.config, segmenter, "onnx")
+            if backend == "onnx":
+                raise ValueError(f"--backend onnx needs onnxruntime and {sidecar(path)} made from this checkpoint "
+                                 f"(python -m srin_cli.onnx_backend {path}), on the CPU")
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            why = "--backend torch" if backend == "torch" else f"--device {device}" if device != "cpu" else \
+                f"{path} without a matching {sidecar(path).name} (python -m srin_cli.onnx_backend {path})"
+            raise MissingExtra(f"{why} needs PyTorch: pip install 'srin-cli[train]'") from None
+        from .build import load_model
+
+        model, payload = load_model(path)
+        return cls(TorchTransform(model, device), payload["config"], segmenter, "torch")
 
     def prepare(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> NetworkInputs:
-        """The network's inputs for one composite, as CPU tensors (image, mask, semantic map), each 1 x C x s x s.
+        """The network's inputs for one composite (image, mask, semantic map), float32 arrays of 1 x C x s x s.
 
         Thread-safe and free of model calls, so batch loaders can run it ahead of the model.
         """
-        from .data.datasets import to_tensor
         from .semantic import encode_semantic
 
         s = self.size
@@ -132,20 +169,16 @@ class Harmonizer(HarmonizationMethod):
         if labels is None:
             labels = self.segmenter(image) if self.segmenter is not None else np.ones(image.shape[:2], np.int32)
         small_labels = cv2.resize(labels.astype(np.int32), (s, s), interpolation=cv2.INTER_NEAREST)
-        semantic = encode_semantic(small_labels, small, small_mask, self.model.config.regions)
-        return tuple(to_tensor(a)[None] for a in (small, small_mask, semantic))
+        semantic = encode_semantic(small_labels, small, small_mask, self.regions)
+        return tuple(_planar(a) for a in (small, small_mask, semantic))
 
     def transform_many(self, inputs: list[NetworkInputs]) -> list[ColourTransform]:
-        """One network pass over several prepared composites; their transforms (1 x 12 x s/2 x s/2 each)."""
-        torch = self.torch
-        with torch.inference_mode():
-            batch = [torch.cat(parts) for parts in zip(*inputs)]
-            if self.fast is not None:
-                return list(torch.from_numpy(self.fast(*(t.numpy() for t in batch))).split(1))
-            return list(self.model.transform(*(t.to(self.device) for t in batch)).split(1))
+        """One network pass over several prepared composites; their transforms (12 x s/2 x s/2 each)."""
+        batch = [np.concatenate(parts) for parts in zip(*inputs)]
+        return list(np.asarray(self.network(*batch), dtype=np.float32))
 
     def transform(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> ColourTransform:
-        """The low-resolution affine transform (1 x 12 x s/2 x s/2 tensor)."""
+        """The low-resolution affine transform (12 x s/2 x s/2 array)."""
         return self.transform_many([self.prepare(image, mask, labels)])[0]
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
@@ -160,38 +193,13 @@ class Harmonizer(HarmonizationMethod):
         return self.apply(transform, image, mask)
 
     def apply(self, transform: ColourTransform, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Apply the transform at the image's own resolution, band by band, then blend with the mask.
-
-        Only the foreground's bounding box is computed.
-        """
-        torch = self.torch
-        from .modeling.unet import apply_affine
-
-        h, w = image.shape[:2]
-        out = image.copy()
-        ys = np.nonzero((mask > 0).any(axis=1))[0]
-        xs_fg = np.nonzero((mask > 0).any(axis=0))[0]
-        y0_all, y1_all = int(ys.min()), int(ys.max()) + 1  # only the box the foreground touches
-        x0, x1 = int(xs_fg.min()), int(xs_fg.max()) + 1
-        rows = max(1, BAND_PIXELS // max(x1 - x0, 1))
-        xs = (torch.arange(x0, x1, device=transform.device, dtype=torch.float32) + 0.5) * 2 / w - 1
-        with torch.inference_mode():
-            for y0 in range(y0_all, y1_all, rows):
-                y1 = min(y1_all, y0 + rows)
-                yy = (torch.arange(y0, y1, device=transform.device, dtype=torch.float32) + 0.5) * 2 / h - 1
-                grid = torch.stack(torch.meshgrid(yy, xs, indexing="ij")[::-1], dim=-1)[None]
-                sampled = torch.nn.functional.grid_sample(transform, grid, mode="bilinear", padding_mode="border", align_corners=False)
-                band = torch.from_numpy(image[y0:y1, x0:x1]).to(transform.device).permute(2, 0, 1)[None].float() / 255
-                harmonized = apply_affine(sampled, band)[0].permute(1, 2, 0).mul(255).cpu().numpy()
-                out[y0:y1, x0:x1] = blend(harmonized, image[y0:y1, x0:x1], mask[y0:y1, x0:x1])
-        return out
+        """Apply the transform at the image's own resolution (:func:`srin_cli.colour.apply_transform`)."""
+        return apply_transform(transform, image, mask)
 
 
 def network_method(name: str = "model", model: str | None = "default", checkpoint: str | Path | None = None,
                    device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto") -> Harmonizer:
     """The ``model`` method: ``checkpoint``, else the shipped ``model`` (:data:`srin_cli.registry.MODELS`)."""
-    from .build import shipped_model_path
-
     path = Path(checkpoint) if checkpoint else shipped_model_path(model or "default")
     return Harmonizer.from_checkpoint(path, device, segmenter, backend)
 

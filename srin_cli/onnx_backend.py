@@ -4,19 +4,24 @@ Measured on 2 cores (BENCHMARKS.md, benchmarks/backends.py), ONNX Runtime runs t
 twice as fast as eager PyTorch, while channels_last and torch.compile gain less or nothing. The ONNX
 file sits next to its checkpoint (``model.pt`` -> ``model.onnx``) and records the SHA-256 of the
 checkpoint it was made from, so a stale or foreign file is never used: the checkpoint stays the single
-source of truth, and without a matching ONNX file (or without onnxruntime) srin runs the same network
-in PyTorch. ``srin train`` writes the file at the end of a run; for any other checkpoint:
+source of truth, and without a matching ONNX file srin runs the same network in PyTorch (when installed).
 
-    python -m srin_cli.onnx_backend CHECKPOINT
+The file also carries the checkpoint's ``config`` (JSON, metadata key ``srin_config``: whatever the checkpoint
+holds, copied from it) and srin's version, so the light install (no torch) knows the model's input size,
+normalization and semantic encoding without reading the ``.pt``. ``srin train`` writes the file at the end
+of a run; for any other checkpoint (or to refresh the metadata of an existing matching file):
 
-Exporting needs the ``onnx`` and ``onnxscript`` packages (``pip install 'srin-cli[export]'``); running
-needs only ``onnxruntime``. The exported graph takes any batch size at the model's input size.
+    python -m srin_cli.onnx_backend CHECKPOINT [--force]
+
+Exporting needs torch, ``onnx`` and ``onnxscript`` (``pip install 'srin-cli[train]'``); running needs only
+``onnxruntime``. The exported graph takes any batch size at the model's input size.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
+import json
 import os
 import sys
 import warnings
@@ -27,6 +32,8 @@ import numpy as np
 from .files import atomic_write
 
 DIGEST_KEY = "srin_checkpoint_sha256"
+CONFIG_KEY = "srin_config"  # the checkpoint's config dict, as JSON
+VERSION_KEY = "srin_version"  # the srin that wrote the checkpoint
 INPUTS = ("image", "mask", "semantic")
 
 
@@ -78,56 +85,117 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
                                     output_names=["params"], dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
                                     verbose=False)
     proto = program.model_proto
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = DIGEST_KEY, checkpoint_digest(checkpoint)
+    _tag(proto, checkpoint)
     out = Path(out) if out is not None else sidecar(checkpoint)
     atomic_write(out, proto.SerializeToString())
     return out
 
 
-class OnnxTransform:
-    """The network's ``transform`` through ONNX Runtime: numpy in, numpy out (B x 12 x s/2 x s/2)."""
+def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict[str, str]:
+    """What the ONNX file records about its checkpoint: digest, config (JSON) and srin version."""
+    from . import __version__
+    from .build import read_checkpoint
 
-    def __init__(self, session):
+    payload = read_checkpoint(checkpoint)
+    return {DIGEST_KEY: checkpoint_digest(checkpoint), CONFIG_KEY: json.dumps(payload["config"], sort_keys=True),
+            VERSION_KEY: str(payload.get("srin_version", __version__))}
+
+
+def _tag(proto, checkpoint) -> None:
+    meta = checkpoint_metadata(checkpoint)
+    keep = [(e.key, e.value) for e in proto.metadata_props if e.key not in meta]
+    del proto.metadata_props[:]
+    for key, value in [*keep, *meta.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def write_sidecar(checkpoint: str | os.PathLike, force: bool = False) -> Path:
+    """The ONNX file beside ``checkpoint``, with its metadata: a matching file only gets its metadata refreshed
+    (the graph is kept as is); a missing or stale one (or ``force``) is exported anew."""
+    path = sidecar(checkpoint)
+    if not force and path.is_file():
+        import onnx
+
+        try:
+            proto = onnx.load(str(path))
+        except Exception:  # noqa: BLE001 - unreadable: export anew
+            proto = None
+        if proto is not None and {e.key: e.value for e in proto.metadata_props}.get(DIGEST_KEY) == checkpoint_digest(checkpoint):
+            _tag(proto, checkpoint)
+            atomic_write(path, proto.SerializeToString())
+            return path
+    return export_onnx(checkpoint)
+
+
+class OnnxTransform:
+    """The network's ``transform`` through ONNX Runtime: numpy in, numpy out (B x 12 x s/2 x s/2).
+    ``config``: the checkpoint's config, as recorded in the file."""
+
+    def __init__(self, session, config: dict):
         self.session = session
+        self.config = config
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, semantic: np.ndarray) -> np.ndarray:
         feed = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(INPUTS, (image, mask, semantic))}
         return self.session.run(None, feed)[0]
 
 
+def default_threads() -> int:
+    """One thread per core this process may use (what torch picks by default)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None) -> OnnxTransform | None:
-    """The ONNX Runtime path for ``checkpoint``, or None (no onnxruntime, no sidecar, or a stale one)."""
+    """The ONNX Runtime path for ``checkpoint``, or None (no onnxruntime, no sidecar, a stale one, or one
+    without the checkpoint's config)."""
     path = sidecar(checkpoint)
-    if not path.is_file():
+    if not path.is_file() or not Path(checkpoint).is_file():
         return None
     try:
         import onnxruntime as ort
     except ImportError:
         return None
     opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = threads or default_threads()
     opts.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - a broken file only costs speed: the PyTorch path still runs
         return None
-    if session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY) != checkpoint_digest(checkpoint):
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get(DIGEST_KEY) != checkpoint_digest(checkpoint):
         return None  # made from another checkpoint
-    return OnnxTransform(session)
+    try:
+        config = json.loads(meta[CONFIG_KEY])
+    except (KeyError, ValueError):
+        return None  # written before the config was recorded: python -m srin_cli.onnx_backend CHECKPOINT
+    return OnnxTransform(session, config)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] in ("-h", "--help"):
-        print("usage: python -m srin_cli.onnx_backend CHECKPOINT  (writes CHECKPOINT with the suffix .onnx)")
+    force = "--force" in args
+    paths = [a for a in args if a != "--force"]
+    if not paths or any(a.startswith("-") for a in paths):
+        print("usage: python -m srin_cli.onnx_backend CHECKPOINT... [--force]  (writes CHECKPOINT with the suffix "
+              ".onnx, carrying its digest and config; --force re-exports a file that already matches)")
         return 2
-    try:
-        print(export_onnx(args[0]))
-    except ImportError as exc:
-        print(f"error: exporting needs onnx and onnxscript (pip install 'srin-cli[export]'): {exc}", file=sys.stderr)
-        return 1
+    from .errors import SrinError
+
+    for path in paths:
+        try:
+            print(write_sidecar(path, force))
+        except ImportError as exc:
+            print(f"error: exporting needs torch, onnx and onnxscript, {exc.name} is missing: "
+                  f"pip install 'srin-cli[train]'", file=sys.stderr)
+            return 2
+        except SrinError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

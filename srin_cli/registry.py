@@ -63,7 +63,15 @@ class Registry(Mapping[str, Entry]):
         if target is None or ":" not in target:
             raise ValueError(f"{self.option} {name!r} names a value, not a builder")
         module, _, attribute = target.partition(":")
-        return getattr(import_module(module), attribute)
+        try:
+            return getattr(import_module(module), attribute)
+        except ImportError as exc:
+            from .errors import missing_extra
+
+            error = missing_extra(exc, f"{self.option} {name}", self[name].info.get("extra"))
+            if error is None:
+                raise
+            raise error from None
 
     def build(self, name: str, *args, **kwargs) -> Any:
         return self.load(name)(*args, **kwargs)
@@ -89,15 +97,30 @@ NORMS = Registry("--norm", {
     "in": Entry("srin_cli.modeling.norms:build_in", "plain instance norm"),
 })
 
-# label-map makers (srin_cli.segmentation). thread_safe: one instance may serve several loader threads;
-# uses_device: it runs a network on --device.
+def shipped_model_path(name: str):
+    """The checkpoint file of the shipped model ``name`` (its ``.onnx`` and ``.md`` sit beside it)."""
+    from importlib import resources
+    from pathlib import Path
+
+    from .errors import CheckpointError
+
+    if name not in MODELS:
+        raise CheckpointError(f"unknown model {name!r}; shipped models: {', '.join(MODELS)}")
+    path = Path(str(resources.files("srin_cli") / "models" / MODELS[name].target))
+    if not path.is_file():
+        raise CheckpointError(f"shipped model {name!r} is missing from the installation ({path})")
+    return path
+
+
+# label-map makers (srin_cli.segmentation). uses_device: it runs a network on --device; extra: the optional
+# part of srin it needs (pip install 'srin-cli[EXTRA]').
 SEGMENTERS = Registry("--segmenter", {
     "felzenszwalb": Entry("srin_cli.segmentation.classical:FelzenszwalbSegmenter", "offline default",
                           {"uses_device": False}),
-    "sam": Entry("srin_cli.segmentation.sam:SamSegmenter", "Segment Anything, needs --sam-checkpoint",
-                 {"uses_device": True}),
+    "sam": Entry("srin_cli.segmentation.sam:SamSegmenter", "Segment Anything, needs --sam-checkpoint and srin-cli[sam]",
+                 {"uses_device": True, "extra": "sam"}),
     "sam2": Entry("srin_cli.segmentation.sam2:Sam2Segmenter", "SAM 2 (srin-cli[sam2]), needs --sam-checkpoint",
-                  {"uses_device": True}),
+                  {"uses_device": True, "extra": "sam2"}),
 })
 
 # how harmonize and evaluate recolour the foreground (srin_cli.harmonizer)

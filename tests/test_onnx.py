@@ -1,14 +1,15 @@
 """The fast CPU path (ONNX Runtime) against the reference (PyTorch), and its safety rules."""
+import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from srin_cli.build import build_model, save_checkpoint, shipped_model_path
+from srin_cli.build import build_model, read_checkpoint, save_checkpoint, shipped_model_path
 from srin_cli.registry import MODELS
 from srin_cli.harmonizer import Harmonizer
-from srin_cli.onnx_backend import DIGEST_KEY, checkpoint_digest, export_onnx, open_onnx, sidecar
+from srin_cli.onnx_backend import CONFIG_KEY, DIGEST_KEY, checkpoint_digest, export_onnx, open_onnx, sidecar
 
 from conftest import blob_image
 
@@ -48,7 +49,7 @@ def test_onnx_matches_pytorch_within_one_grey_level(exported):
     items = _composites()
     for params_fast, params_ref in zip(fast.transform_many([fast.prepare(*it) for it in items]),
                                        ref.transform_many([ref.prepare(*it) for it in items])):
-        assert torch.allclose(params_fast, params_ref, atol=1e-4)
+        assert params_fast.shape == params_ref.shape and np.allclose(params_fast, params_ref, atol=1e-4)
     for image, mask, labels in items:
         a, b = fast(image, mask, labels), ref(image, mask, labels)
         assert np.abs(a.astype(int) - b).max() <= 1
@@ -75,3 +76,30 @@ def test_shipped_models_carry_a_matching_onnx_file(name):
     assert sidecar(path).is_file(), f"{sidecar(path)} missing: python -m srin_cli.onnx_backend {path}"
     meta = ort.InferenceSession(str(sidecar(path)), providers=["CPUExecutionProvider"]).get_modelmeta()
     assert meta.custom_metadata_map[DIGEST_KEY] == checkpoint_digest(path), "stale: re-export it"
+    # the light install reads the model's config from here: it must be the checkpoint's own
+    recorded = json.loads(meta.custom_metadata_map[CONFIG_KEY])
+    assert recorded == read_checkpoint(path)["config"], f"config differs: python -m srin_cli.onnx_backend {path}"
+    fast = open_onnx(path)
+    assert fast is not None and fast.config == recorded
+
+
+def test_sidecar_command_refreshes_metadata_and_keeps_the_graph(exported, tmp_path, capsys):
+    import onnx
+
+    from srin_cli.onnx_backend import main
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(exported, ckpt)
+    shutil.copy(sidecar(exported), sidecar(ckpt))
+    proto = onnx.load(str(sidecar(ckpt)))
+    del proto.metadata_props[:]  # an old file: digest only
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = DIGEST_KEY, checkpoint_digest(ckpt)
+    sidecar(ckpt).write_bytes(proto.SerializeToString())
+    assert open_onnx(ckpt) is None  # no config recorded: not usable without torch
+    assert main([str(ckpt)]) == 0 and capsys.readouterr().out.strip() == str(sidecar(ckpt))
+    after = onnx.load(str(sidecar(ckpt)))
+    assert after.graph == proto.graph
+    assert json.loads({e.key: e.value for e in after.metadata_props}[CONFIG_KEY]) == read_checkpoint(ckpt)["config"]
+    assert open_onnx(ckpt).config["regions"] == 4
+    assert main([]) == 2

@@ -20,9 +20,14 @@ class Device(str, Enum):
 
 
 def resolve_device(device: Device | str) -> str:
-    import torch
-
+    """``auto`` is CUDA when PyTorch is installed and sees a GPU, else the CPU (the light install: no torch)."""
     name = device.value if isinstance(device, Device) else device
+    try:
+        import torch
+    except ImportError:
+        if name == "cuda":
+            fail("--device cuda needs PyTorch: pip install 'srin-cli[train]'")
+        return "cpu"
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -40,12 +45,17 @@ def fail(message: str, code: int = 2) -> None:
 @contextmanager
 def handled_errors():
     """Turn srin's own errors (and a few common ones) into one line on stderr + an exit code."""
-    from ..errors import SrinError, first_line
+    from ..errors import SrinError, first_line, missing_extra
 
     try:
         yield
     except SrinError as exc:
         fail(str(exc), exc.exit_code)
+    except ImportError as exc:
+        extra = missing_extra(exc, "this command")
+        if extra is None:
+            fail(f"unexpected ImportError: {first_line(exc, 300)}", 1)
+        fail(str(extra), extra.exit_code)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         fail(f"{exc.strerror or type(exc).__name__}: {exc.filename}")
     except ValueError as exc:

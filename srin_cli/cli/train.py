@@ -54,9 +54,9 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train a model (SRIN or a baseline normalization) from scratch; prints the final checkpoint's path."""
-    from ..modeling.norms import NORMS
-
     with handled_errors():
+        from ..modeling.norms import NORMS
+
         if norm not in NORMS:
             raise ValueError(f"unknown --norm {norm!r}; choose one of {', '.join(NORMS)}")
         from ..training.loop import LOSSES, saved_loss

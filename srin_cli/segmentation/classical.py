@@ -1,4 +1,5 @@
-"""The offline default segmenter: Felzenszwalb-Huttenlocher graph segmentation (scikit-image).
+"""The offline default segmenter: Felzenszwalb-Huttenlocher graph segmentation (:mod:`.felzenszwalb`, the same
+labels as scikit-image's, without scikit-image).
 
 It needs no weights and no download, and is fast at its working size (BENCHMARKS.md).
 Images are segmented at a working size (longest side ``work_size``, 64 by default) so that the granularity
@@ -25,7 +26,7 @@ class FelzenszwalbSegmenter:
         self.scale, self.sigma, self.min_size, self.work_size = float(scale), float(sigma), int(min_size), int(work_size)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        from skimage.segmentation import felzenszwalb
+        from .felzenszwalb import felzenszwalb
 
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be HxWx3, got {image.shape}")

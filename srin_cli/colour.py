@@ -1,0 +1,87 @@
+"""The one reference implementation of applying the predicted colour transform at full resolution (numpy only).
+
+The network predicts a per-pixel affine colour transform at low resolution (``12 x h x w``: a 3x3 matrix added
+to the identity, then an offset; :func:`srin_cli.modeling.unet.apply_affine` is the same arithmetic in torch,
+used in training at the network's size). Here it is upsampled bilinearly (half-pixel centres, edges clamped:
+``F.grid_sample(..., align_corners=False, padding_mode="border")``) and applied to the photo at its own size,
+one tile of rows at a time inside the foreground's bounding box, so the full-size transform field never
+exists: memory stays at a few tiles whatever the photo's size. Both network backends (ONNX Runtime and
+PyTorch) go through :func:`apply_transform`; ``tests/test_colour.py`` checks it against the torch arithmetic.
+
+    out_c = clip(I_c + sum_j A_cj I_j + b_c, 0, 1)      (I in [0, 1], A = params[3c + j], b = params[9 + c])
+    result = round(255 out * m + I * (1 - m)); exactly the input wherever m == 0
+"""
+from __future__ import annotations
+
+import numpy as np
+
+TILE_PIXELS = 1 << 18  # pixels per tile (a few MB of float32 per tile: stays in cache, bounded memory)
+
+
+def blend(harmonized: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 result: harmonized * m + image * (1 - m); exactly the input wherever m == 0."""
+    m = mask[..., None].astype(np.float32)
+    out = np.clip(harmonized.astype(np.float32) * m + image.astype(np.float32) * (1 - m) + 0.5, 0, 255).astype(np.uint8)
+    out[mask <= 0] = image[mask <= 0]
+    return out
+
+
+def _source(n_out: int, n_in: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For output positions start..stop-1 of n_out: the two source indices of n_in and the weight of the second
+    (half-pixel centres, clamped at the edges: grid_sample's bilinear, align_corners=False, border padding)."""
+    pos = (np.arange(start, stop, dtype=np.float32) + np.float32(0.5)) * np.float32(2) / np.float32(n_out) - np.float32(1)
+    src = ((pos + np.float32(1.0)) * np.float32(n_in) - np.float32(1.0)) * np.float32(0.5)
+    src = np.clip(src, 0, n_in - 1)
+    i0 = np.floor(src).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, tile_pixels: int = TILE_PIXELS) -> np.ndarray:
+    """The harmonized photo: ``params`` (12 x h x w float, the network's transform for this composite) upsampled
+    to ``image``'s size and applied where ``mask`` > 0, tile by tile.
+
+    Shape: params 12 x h x w (or 1 x 12 x h x w); image H x W x 3 uint8; mask H x W float in [0, 1]
+    -> H x W x 3 uint8.
+    """
+    params = np.asarray(params, dtype=np.float32)
+    if params.ndim == 4 and params.shape[0] == 1:
+        params = params[0]
+    if params.ndim != 3 or params.shape[0] != 12:
+        raise ValueError(f"params must be 12 x h x w, got {params.shape}")
+    if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
+        raise ValueError(f"image must be HxWx3 and mask HxW of the same size, got {image.shape} and {mask.shape}")
+    out = image.copy()
+    fg = mask > 0
+    rows_any, cols_any = fg.any(axis=1), fg.any(axis=0)
+    if not rows_any.any():
+        return out
+    H, W = image.shape[:2]
+    ys, xs = np.nonzero(rows_any)[0], np.nonzero(cols_any)[0]
+    y_start, y_stop, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    h, w = params.shape[1:]
+    # along x once for the whole box (12 x h x box width: small), along y per tile
+    c0, c1, wx = _source(W, w, x0, x1)
+    along_x = params[:, :, c0] * (1 - wx) + params[:, :, c1] * wx
+    rows = max(1, tile_pixels // (x1 - x0))
+    for y0 in range(y_start, y_stop, rows):
+        y1 = min(y_stop, y0 + rows)
+        r0, r1, wy = _source(H, h, y0, y1)
+        wy = wy[None, :, None]
+        coef = along_x[:, r0]
+        coef *= 1 - wy
+        coef += along_x[:, r1] * wy  # 12 x rows x width
+        band = image[y0:y1, x0:x1]
+        planes = band.transpose(2, 0, 1).astype(np.float32)
+        planes *= np.float32(1 / 255)
+        harmonized = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+        acc = np.empty(planes.shape[1:], np.float32)
+        for c in range(3):
+            np.add(planes[c], coef[9 + c], out=acc)
+            for j in range(3):
+                acc += coef[3 * c + j] * planes[j]
+            np.clip(acc, 0, 1, out=acc)
+            harmonized[..., c] = acc
+        harmonized *= 255
+        out[y0:y1, x0:x1] = blend(harmonized, band, mask[y0:y1, x0:x1])
+    return out

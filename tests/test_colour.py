@@ -1,0 +1,63 @@
+"""The one full-resolution apply (numpy, srin_cli.colour) against the torch arithmetic it replaced, on both backends."""
+import numpy as np
+import pytest
+import torch
+
+from srin_cli.colour import apply_transform
+from srin_cli.modeling.unet import apply_affine
+
+from conftest import blob_image
+
+
+def torch_apply(params: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The pre-issue-15 path: grid_sample to full size, apply_affine, blend (float, before rounding)."""
+    h, w = image.shape[:2]
+    t = torch.from_numpy(params)[None]
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) * 2 / w - 1
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) * 2 / h - 1
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)[None]
+    sampled = torch.nn.functional.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    band = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    harmonized = apply_affine(sampled, band)[0].permute(1, 2, 0).mul(255).numpy()
+    m = mask[..., None]
+    return harmonized * m + image.astype(np.float32) * (1 - m)
+
+
+@pytest.mark.parametrize("shape,low", [((64, 64), (32, 32)), ((37, 91), (32, 32)), ((301, 199), (64, 64)), ((1, 1), (8, 8)),
+                                       ((5, 700), (16, 16))])
+def test_numpy_apply_matches_torch(shape, low):
+    rng = np.random.default_rng(sum(shape))
+    image = blob_image(rng, *shape) if min(shape) > 3 else rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    params = rng.normal(0, 0.2, (12, *low)).astype(np.float32)
+    mask = np.clip(rng.uniform(-0.5, 1.5, shape), 0, 1).astype(np.float32)
+    mask[: shape[0] // 3] = 0
+    if not (mask > 0).any():
+        mask[...] = 1
+    expected = torch_apply(params, image, mask)
+    got = apply_transform(params, image, mask)
+    assert got.dtype == np.uint8 and got.shape == image.shape
+    assert np.abs(got.astype(np.float32) - expected).max() <= 0.5 + 1e-3  # the same value, rounded
+    assert np.array_equal(got[mask == 0], image[mask == 0])
+    # tiles of any size give the same bytes
+    assert np.array_equal(apply_transform(params, image, mask, tile_pixels=7), got)
+
+
+def test_identity_transform_changes_nothing():
+    rng = np.random.default_rng(0)
+    image = blob_image(rng, 50, 70)
+    assert np.array_equal(apply_transform(np.zeros((12, 8, 8), np.float32), image, np.ones((50, 70), np.float32)), image)
+    assert np.array_equal(apply_transform(np.ones((12, 8, 8), np.float32), image, np.zeros((50, 70), np.float32)), image)
+
+
+def test_both_backends_use_the_numpy_apply(tiny_checkpoint, monkeypatch):
+    """ONNX Runtime and PyTorch backends hand their transforms to srin_cli.colour.apply_transform."""
+    from srin_cli import harmonizer
+
+    calls = []
+    monkeypatch.setattr(harmonizer, "apply_transform", lambda *a, **k: calls.append(a) or apply_transform(*a, **k))
+    rng = np.random.default_rng(1)
+    image, mask = blob_image(rng, 40, 60), np.zeros((40, 60), np.float32)
+    mask[10:30, 20:40] = 1
+    h = harmonizer.Harmonizer.from_checkpoint(tiny_checkpoint, "cpu", backend="torch")
+    h(image, mask)
+    assert len(calls) == 1 and isinstance(calls[0][0], np.ndarray)
