@@ -7,7 +7,9 @@ was restructured), on 2 CPU threads, with the shipped default model:
     srin evaluate sample_inputs -o OUT [--report OUT/report.html | --method lab]
 
 A refactor that changes any byte of an output fails here. A deliberate change of the outputs (a new shipped
-model, a fix of the arithmetic) re-records them (and says so in its commit).
+model, a fix of the arithmetic) re-records them (and says so in its commit). Re-recorded in issue 15: the
+full-resolution apply became one numpy implementation (srin_cli/colour.py) for both backends, which rounds a
+handful of pixels differently from torch's grid_sample (at most 1 grey level; tests/test_colour.py).
 """
 from __future__ import annotations
 
