@@ -76,12 +76,27 @@ def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, til
         planes *= np.float32(1 / 255)
         harmonized = np.empty((y1 - y0, x1 - x0, 3), np.float32)
         acc = np.empty(planes.shape[1:], np.float32)
+        term = np.empty_like(acc)
         for c in range(3):
             np.add(planes[c], coef[9 + c], out=acc)
             for j in range(3):
-                acc += coef[3 * c + j] * planes[j]
+                acc += np.multiply(coef[3 * c + j], planes[j], out=term)
             np.clip(acc, 0, 1, out=acc)
             harmonized[..., c] = acc
         harmonized *= 255
-        out[y0:y1, x0:x1] = blend(harmonized, band, mask[y0:y1, x0:x1])
+        out[y0:y1, x0:x1] = _blend_band(harmonized, band, mask[y0:y1, x0:x1])
+    return out
+
+
+def _blend_band(harmonized: np.ndarray, band: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """:func:`blend` with the same arithmetic, in place on the float32 ``harmonized`` (which it overwrites)."""
+    m = np.asarray(mask, np.float32)[..., None]
+    harmonized *= m
+    rest = band.astype(np.float32)
+    rest *= 1 - m
+    harmonized += rest
+    harmonized += np.float32(0.5)
+    np.clip(harmonized, 0, 255, out=harmonized)
+    out = harmonized.astype(np.uint8)
+    np.copyto(out, band, where=m <= 0)
     return out

@@ -165,10 +165,10 @@ class Harmonizer(HarmonizationMethod):
 
         s = self.size
         small = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA)
-        small_mask = cv2.resize(mask.astype(np.float32), (s, s), interpolation=cv2.INTER_AREA)
+        small_mask = cv2.resize(np.asarray(mask, np.float32), (s, s), interpolation=cv2.INTER_AREA)
         if labels is None:
             labels = self.segmenter(image) if self.segmenter is not None else np.ones(image.shape[:2], np.int32)
-        small_labels = cv2.resize(labels.astype(np.int32), (s, s), interpolation=cv2.INTER_NEAREST)
+        small_labels = cv2.resize(np.asarray(labels, np.int32), (s, s), interpolation=cv2.INTER_NEAREST)
         semantic = encode_semantic(small_labels, small, small_mask, self.regions)
         return tuple(_planar(a) for a in (small, small_mask, semantic))
 
