@@ -154,6 +154,7 @@ MATCH_RULES = Registry("--match", {
 
 OUTPUT_FORMATS = Registry("--format", {
     "png": Entry(None, "lossless, default"),
-    "jpg": Entry(None),
+    "jpg": Entry(None, "lossy, --quality"),
+    "webp": Entry(None, "lossy, --quality"),
     "same": Entry(None, "as the input"),
 })

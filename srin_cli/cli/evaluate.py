@@ -13,7 +13,7 @@ GATE = "Quality gate and report"
 
 
 def evaluate(
-    dataset: Annotated[Path, typer.Argument(help="Paired folder: composite_images/, masks/, real_images/.")],
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Paired folder: composite_images/, masks/, real_images/.")],
     predictions: Annotated[Optional[Path], typer.Option("--predictions", "-p", help="Folder of harmonized images named like the composites. Without it, --method runs on the composites here.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for per_image.csv and summary.csv.")] = Path("evaluation"),
     method: MethodOpt = "model",

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import InputError
 from .common import Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_path, resolve_device
 from .options import (MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
@@ -15,6 +16,9 @@ from .options import (MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt
 
 def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], Path]:
     """``srin harmonize DIR`` where DIR holds composite_images/ and masks/ needs no --masks."""
+    for src in inputs:
+        if str(src) != "-" and not src.exists():
+            raise InputError(f"{src}: no such file or folder")
     if masks is None and len(inputs) == 1 and (inputs[0] / "composite_images").is_dir() and (inputs[0] / "masks").is_dir():
         return [inputs[0] / "composite_images"], inputs[0] / "masks"
     if masks is None:
@@ -25,7 +29,7 @@ def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], 
 
 
 def harmonize(
-    inputs: Annotated[list[Path], typer.Argument(help="Composite images: folders, files, or '-' for paths on stdin.")],
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUTS...", show_default=False, help="Composite images: folders, files, or '-' for paths on stdin.")],
     masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of masks (white = foreground).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", rich_help_panel=OUTPUT)] = Path("harmonized"),
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Semantic maps folder (from srin segment): maps are read from it; missing ones are computed and saved there.")] = None,
@@ -33,7 +37,7 @@ def harmonize(
     model: ModelOpt = "default",
     checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint from srin train (overrides --model).", rich_help_panel=MODEL)] = None,
     fmt: FormatOpt = "png",
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.", rich_help_panel=OUTPUT)] = 95,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs (1-100; png is lossless).", rich_help_panel=OUTPUT)] = 95,
     suffix: Annotated[str, typer.Option(help="Appended to output names (before the extension).", rich_help_panel=OUTPUT)] = "",
     match: MatchOpt = "auto",
     mask_suffix: MaskSuffixOpt = "_mask",
@@ -88,12 +92,12 @@ def harmonize(
         with make_progress(quiet) as progress:
             report, written = harmonize_items(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite),
                                               progress, failure_printer(progress, quiet))
-    _print_outcome(report, written, out, as_json, quiet)
+    print_outcome(report, written, out, as_json, quiet)
     raise typer.Exit(report.exit_code)
 
 
-def _print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: bool) -> None:
-    """The written paths (or a JSON summary) on stdout; the counts and failures on stderr."""
+def print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: bool, what: str = "images") -> None:
+    """The written paths (or a JSON summary) on stdout; the counts and failures on stderr (harmonize, segment)."""
     if as_json:
         print(json.dumps({"out": str(out), "written": report.done, "skipped": report.skipped,
                           "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}))
@@ -101,6 +105,6 @@ def _print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: 
         for path in written:
             print_path(path)
     if not quiet:
-        err_console.print(f"{report.done} images written to {out}/, {report.skipped} skipped (already there), "
+        err_console.print(f"{report.done} {what} written to {out}/, {report.skipped} skipped (already there), "
                           f"{len(report.failures)} failed", markup=False)
         print_failures(report.failures)

@@ -1,9 +1,12 @@
 """The srin command line: one Typer app, one module per command. Heavy imports happen inside commands."""
 from __future__ import annotations
 
+import re
+import sys
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from .evaluate import evaluate
@@ -11,13 +14,73 @@ from .harmonize import harmonize
 from .segment import segment
 from .train import train
 
+# click's exception classes, wherever this typer takes click from (its own copy or the click package)
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _tidy(text: str) -> str:
+    """Help as people read it: ``IMAGES...`` rather than ``{IMAGES...}...``, no ``<bool>`` after flags, no
+    ``<list[Path]>`` after arguments."""
+    text = re.sub(r"\{([^{}\s]+?)(\.\.\.)?\}(\.\.\.)?", lambda m: m.group(1) + ("..." if m.group(2) or m.group(3) else ""), text)
+    return re.sub(r" <(bool|list\[[^\]]*\])>", "", text)
+
+
+class SrinCommand(TyperCommand):
+    """A command whose usage line and help entries are :func:`_tidy` (before the help text is wrapped)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            def record(ctx, original=param.get_help_record):
+                entry = original(ctx)
+                return entry if entry is None else (_tidy(entry[0]), entry[1])
+
+            param.get_help_record = record
+
+    def format_usage(self, ctx, formatter) -> None:
+        formatter.write_usage(ctx.command_path, _tidy(" ".join(self.collect_usage_pieces(ctx))))
+
+    def get_usage(self, ctx) -> str:
+        return _tidy(super().get_usage(ctx))
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (missing argument, out-of-range value, unknown option, ...) as srin's other errors: one line
+    on stderr, exit 2, instead of click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except _CLICK_ERROR as exc:
+            if not standalone_mode:
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `srin`: the help, as asked
+                print(exc.format_message(), file=sys.stderr)
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            print(f"error: {message}{hint}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="srin",
     help="Harmonize composite images in batch with SRIN (semantic-guided region-aware instance normalization).\n\n"
          "Exit codes: 0 all done, 1 some items failed (or a quality gate failed), 2 usage or input error.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -32,8 +95,14 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_
     pass
 
 
+SHORT_HELP = {
+    segment: "Semantic label maps, once (reusable).",
+    harmonize: "Harmonize composites (one image per input).",
+    evaluate: "Score against real images; quality gate, report.",
+    train: "Train a model from scratch.",
+}
 for command in (segment, harmonize, evaluate, train):
-    app.command()(command)
+    app.command(short_help=SHORT_HELP[command], cls=SrinCommand)(command)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
-from .common import Device, err_console, failure_printer, handled_errors, make_progress, resolve_device
-from .options import (DeviceOpt, IouOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
+from .common import Device, failure_printer, handled_errors, make_progress, resolve_device
+from .harmonize import print_outcome
+from .options import (OUTPUT, DeviceOpt, IouOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
                       SamModelOpt, ScaleOpt, SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
 
 def segment(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders ('-' reads paths from stdin).")],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGES...", help="Image files or folders ('-' reads paths from stdin).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Maps folder: NAME.png label maps (16-bit) + preview/NAME.png.")] = Path("maps"),
     segmenter: SegmenterOpt = "felzenszwalb",
     sam_checkpoint: SamCheckpointOpt = None,
@@ -24,10 +25,15 @@ def segment(
     min_size: MinSizeOpt = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
     device: DeviceOpt = Device.auto,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write one semantic label map (lossless 16-bit PNG, 0 = no segment, 1..N) and one colour preview per image."""
+    """Write one semantic label map (lossless 16-bit PNG, 0 = no segment, 1..N) and one colour preview per image.
+
+    Takes the inputs harmonize takes (a folder holding composite_images/ reads that). Prints the written maps on
+    stdout (or a JSON summary with --json); progress and messages go to stderr.
+    """
     with handled_errors():
         from ..batch import clean_stale_parts, collect_inputs, refuse_overwriting_inputs, run_batch
         from ..data.io import read_image, write_image, write_labels
@@ -36,6 +42,8 @@ def segment(
         from ..segmentation import create_segmenter
         from ..semantic import colorize_labels
 
+        if len(images) == 1 and (images[0] / "composite_images").is_dir():
+            images = [images[0] / "composite_images"]  # the layout harmonize reads
         files, base = collect_inputs(images, recursive, exclude=out)
         refuse_overwriting_inputs(out, [base, *[f.parent for f in files]])
         clean_stale_parts(out)  # temp files a killed run left behind
@@ -52,6 +60,8 @@ def segment(
                 for item in same:
                     item.error = f"{listed} would share the map {item.name}.png; rename one"
 
+        written: list[str] = []
+
         def work(item) -> bool:
             target = out / f"{item.name}.png"
             if target.exists() and not overwrite:
@@ -59,10 +69,10 @@ def segment(
             labels = seg(read_image(item.composite))
             write_labels(target, labels)
             write_image(out / "preview" / f"{item.name}.png", colorize_labels(labels))
+            written.append(str(target))
             return True
 
         with make_progress(quiet) as progress:
             report = run_batch(items, work, lambda i: str(i.composite), progress, failure_printer(progress, quiet), "segment")
-    if not quiet:
-        err_console.print(f"{report.done} maps written to {out}, {report.skipped} skipped (exist), {len(report.failures)} failed", markup=False)
+    print_outcome(report, written, out, as_json, quiet, "maps")
     raise typer.Exit(report.exit_code)

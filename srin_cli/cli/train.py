@@ -12,7 +12,7 @@ from .options import (IouOpt, LossOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckp
 
 
 def train(
-    data: Annotated[list[Path], typer.Argument(help="Training folder(s): real_images/+masks/ (composites made on the fly; "
+    data: Annotated[list[Path], typer.Argument(metavar="DATA...", help="Training folder(s): real_images/+masks/ (composites made on the fly; "
                                               "several such folders are pooled), composite_images/+masks/+real_images/, or an iHarmony4 folder with *_train.txt.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log.csv, config.json.")] = Path("runs/srin"),
     val: Annotated[Optional[list[Path]], typer.Option(help="Validation pairs scored every epoch (composite_images/, masks/, real_images/); repeat for several sets. The real photos are also given as composites (do-no-harm check).")] = None,
@@ -34,7 +34,7 @@ def train(
     global_branch: Annotated[bool, typer.Option("--global-branch/--no-global-branch", help="Add a global colour branch (fg/bg feature statistics -> one affine transform for the foreground).")] = False,
     regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
     norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
-    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="At the end, also write model.onnx, the fast CPU path of harmonize/evaluate (needs srin-cli[export]).")] = True,
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="At the end, also write model.onnx, the fast CPU path of harmonize/evaluate (needs srin-cli[train]).")] = True,
     segmenter: SegmenterOpt = "felzenszwalb",
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Label maps of the training photos as `srin segment` writes them (MAPS/NAME.png; several folders: MAPS/FOLDER/NAME.png), read once and cropped with each view; missing ones are computed and saved there. Without it, felzenszwalb segments every view and other segmenters each photo once, in memory.", rich_help_panel="Segmentation")] = None,
     sam_checkpoint: SamCheckpointOpt = None,
