@@ -1,0 +1,95 @@
+"""srin as a library: load a model, harmonize one image array, segment, score. numpy in, numpy out.
+
+    import numpy as np
+    import srin_cli.api as srin
+
+    model = srin.load_model("default")                  # a shipped name, or a path to a .pt checkpoint
+    image = srin.read_image("composite.jpg")            # H x W x 3 uint8 RGB
+    mask = srin.read_mask("mask.png", image.shape[:2])  # H x W float32 in [0, 1], white = foreground
+    out = model.harmonize(image, mask)                  # H x W x 3 uint8; pixels where mask == 0 untouched
+    labels = srin.segment(image)                        # H x W int32 label map (felzenszwalb)
+    scores = srin.score(out, srin.read_image("real.jpg"), mask)  # {"mse", "fmse", "psnr", "fpsnr", "fg_ratio"}
+
+Everything here runs in the light install (no torch) with the shipped models; ``backend="torch"`` and
+``device="cuda"`` need ``srin-cli[train]``, ``segment(..., segmenter="sam")`` needs ``srin-cli[sam]``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .data.io import read_image, read_mask, write_image  # noqa: F401 - part of the API
+from .harmonizer import HarmonizationMethod, make_method
+from .registry import METHODS, MODELS, SEGMENTERS
+
+__all__ = ["Model", "load_model", "harmonize", "segment", "score", "read_image", "read_mask", "write_image", "MODELS",
+           "METHODS", "SEGMENTERS"]
+
+
+class Model:
+    """A loaded harmonization method (a network or a classical reference) with its segmenter."""
+
+    def __init__(self, method: HarmonizationMethod, segmenter=None):
+        self.method = method
+        self.segmenter = segmenter
+
+    @property
+    def backend(self) -> str | None:
+        """``onnx`` or ``torch`` for a network, None for a classical method."""
+        return getattr(self.method, "backend", None)
+
+    def harmonize(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Shape: image H x W x 3 uint8 RGB; mask H x W (float in [0, 1], or uint8 0-255) -> H x W x 3 uint8.
+
+        ``labels``: a semantic label map (H x W int) to use instead of segmenting the image."""
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {image.dtype} {image.shape}")
+        mask = np.asarray(mask)
+        if mask.dtype == np.uint8:
+            mask = mask.astype(np.float32) / 255
+        mask = np.clip(mask.astype(np.float32, copy=False), 0, 1)
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"mask must be HxW = {image.shape[:2]}, got {mask.shape}")
+        if labels is None and self.method.needs_labels and self.segmenter is not None:
+            labels = self.segmenter(image)
+        return self.method(image, mask, labels)
+
+    __call__ = harmonize
+
+
+def load_model(model: str | Path = "default", method: str = "model", segmenter: str = "felzenszwalb",
+               backend: str = "auto", device: str = "cpu", **segmenter_options) -> Model:
+    """``model``: a shipped name (:data:`srin_cli.registry.MODELS`) or a checkpoint path; ``method``: ``model``
+    (the network) or a classical reference (``identity``, ``lab``, ``histogram``)."""
+    from .segmentation import create_segmenter
+
+    METHODS.check(method)
+    seg = create_segmenter(segmenter, **segmenter_options)
+    name, checkpoint = (str(model), None) if str(model) in MODELS else (None, Path(model))
+    return Model(make_method(method, name, checkpoint, device, seg, backend), seg)
+
+
+def harmonize(image: np.ndarray, mask: np.ndarray, model: str | Path | Model = "default") -> np.ndarray:
+    """One composite with a model (loaded on each call when given by name: keep a :class:`Model` for many)."""
+    return (model if isinstance(model, Model) else load_model(model)).harmonize(image, mask)
+
+
+def segment(image: np.ndarray, segmenter: str = "felzenszwalb", **options) -> np.ndarray:
+    """H x W x 3 uint8 RGB -> H x W int32 label map (0 = no segment, 1..N)."""
+    from .segmentation import create_segmenter
+
+    return create_segmenter(segmenter, **options)(np.asarray(image))
+
+
+def score(prediction: np.ndarray, real: np.ndarray, mask: np.ndarray, size: int | None = 256) -> dict:
+    """iHarmony4 metrics (0-255 scale) of ``prediction`` against ``real``: mse, fmse, psnr, fpsnr, fg_ratio;
+    at ``size`` x ``size`` (None: at the images' own size), as ``srin evaluate`` scores."""
+    from .metrics import resize_for_scoring, score as _score
+
+    mask = np.asarray(mask)
+    if mask.dtype == np.uint8:
+        mask = mask.astype(np.float32) / 255
+    return _score(resize_for_scoring(prediction, size), resize_for_scoring(real, size),
+                  resize_for_scoring(mask.astype(np.float32), size, is_mask=True))
