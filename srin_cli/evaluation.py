@@ -137,9 +137,22 @@ def write_csvs(out: Path, scores: Scores) -> tuple[Path, Path]:
 
 # ---------------------------------------------------------------- visual report
 
-def write_report(path: Path, scores: Scores, title: str) -> None:
+@dataclass
+class ReportContext:
+    """What the report says beside the scores: what made the predictions (``made_by``, e.g. ``model default
+    (onnx)``), srin's version, the quality gate (``gate``: the thresholds given, as text; None: no gate) and
+    its regressions, and the composites that could not be scored, with why."""
+
+    made_by: str = ""
+    version: str = ""
+    gate: list[str] | None = None
+    problems: list[str] = field(default_factory=list)
+    unscored: list[tuple[str, str]] = field(default_factory=list)
+
+
+def write_report(path: Path, scores: Scores, title: str, context: ReportContext | None = None) -> None:
     """The HTML page at ``path`` and its contact sheet beside it (the same name, .png)."""
-    write_html(path, scores.rows, scores.thumbs, title, scores.summary)
+    write_html(path, scores.rows, scores.thumbs, title, scores.summary, context)
     write_contact_sheet(path.with_suffix(".png"), scores.rows, scores.thumbs)
 
 
@@ -162,20 +175,50 @@ def _data_uri(image: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
 
 
-def write_html(path: Path, rows: list[dict], thumbs: dict[str, list[np.ndarray]], title: str, summary: list[dict]) -> None:
-    order = sorted(rows, key=lambda r: -r["fmse"])
-    head = "".join(f"<th>{h}</th>" for h in ("#", "name", "composite", "harmonized", "real", "mask", "MSE", "fMSE", "PSNR", "fg %"))
+_CSS = """body{font-family:sans-serif;margin:1em 2em}table{border-collapse:collapse;width:100%}
+td,th{border:1px solid #ccc;padding:4px 6px;text-align:right}td.name{text-align:left;word-break:break-all}
+#images td.thumb{width:17%}#images img{display:block;width:100%;height:auto;image-rendering:auto}
+#summary,#about,#unscored{width:auto;margin-bottom:1em}#about td,#about th,#unscored td,#unscored th{text-align:left}
+.verdict{padding:.6em 1em;font-size:1.2em;font-weight:bold;margin:.5em 0}.passed{background:#dfd;border:2px solid #393}
+.failed{background:#fdd;border:2px solid #c33}"""
+
+
+def write_html(path: Path, rows: list[dict], thumbs: dict[str, list[np.ndarray]], title: str, summary: list[dict],
+               context: ReportContext | None = None) -> None:
+    """One self-contained page: the gate's verdict first (when a gate was given), what made the predictions,
+    the summary, the composites that could not be scored, then every image, worst fMSE first."""
+    esc = html.escape
+    context = context or ReportContext()
+    parts = [f"<h1>{esc(title)}</h1>"]
+    if context.gate is not None:
+        if context.problems:
+            items = "".join(f"<li>{esc(p)}</li>" for p in context.problems)
+            parts.append(f'<div id="gate" class="verdict failed">Quality gate FAILED ({len(context.problems)} '
+                         f'regression{"s" if len(context.problems) != 1 else ""})<ul>{items}</ul></div>')
+        else:
+            parts.append('<div id="gate" class="verdict passed">Quality gate passed</div>')
+    about = [("made by", context.made_by), ("srin version", context.version),
+             ("gate", "; ".join(context.gate) if context.gate else "none given"),
+             ("scored", f"{len(rows)} composites" + (f", {len(context.unscored)} not scored" if context.unscored else ""))]
+    parts.append('<table id="about">' + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in about if v) + "</table>")
+    summ = "".join(f"<tr><td>{esc(str(s['subset']))}</td><td>{s['count']}</td><td>{s['mse']:.2f}</td><td>{s['fmse']:.2f}</td>"
+                   f"<td>{s['psnr']:.2f}</td><td>{s['fpsnr']:.2f}</td></tr>" for s in summary)
+    parts.append('<h2>Summary (means)</h2><table id="summary"><tr><th>subset</th><th>count</th><th>MSE</th><th>fMSE</th>'
+                 f"<th>PSNR</th><th>fPSNR</th></tr>{summ}</table>")
+    if context.unscored:
+        lines = "".join(f'<tr><td class="name">{esc(n)}</td><td>{esc(why)}</td></tr>' for n, why in context.unscored)
+        parts.append(f'<h2>Not scored ({len(context.unscored)})</h2><table id="unscored"><tr><th>composite</th>'
+                     f"<th>why</th></tr>{lines}</table>")
+    head = "".join(f"<th>{h}</th>" for h in ("#", "name", "composite", "harmonized", "real", "mask", "MSE", "fMSE",
+                                               "PSNR", "fPSNR", "fg %"))
     body = []
-    for i, r in enumerate(order, 1):
-        cells = "".join(f'<td><img src="{_data_uri(t)}" alt=""></td>' for t in thumbs.get(r["name"], []))
-        body.append(f"<tr><td>{i}</td><td>{html.escape(r['name'])}</td>{cells}<td>{r['mse']:.2f}</td><td>{r['fmse']:.2f}</td>"
-                    f"<td>{r['psnr']:.2f}</td><td>{100 * r['fg_ratio']:.1f}</td></tr>")
-    summ = "".join(f"<tr><td>{s['subset']}</td><td>{s['count']}</td><td>{s['mse']:.2f}</td><td>{s['fmse']:.2f}</td><td>{s['psnr']:.2f}</td></tr>" for s in summary)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px;text-align:right}}img{{display:block}}</style>
-</head><body><h1>{html.escape(title)}</h1>
-<table id="summary"><tr><th>subset</th><th>count</th><th>MSE</th><th>fMSE</th><th>PSNR</th></tr>{summ}</table>
-<h2>Per image, worst fMSE first</h2><table id="images"><tr>{head}</tr>{''.join(body)}</table></body></html>"""
+    for i, r in enumerate(sorted(rows, key=lambda r: -r["fmse"]), 1):
+        cells = "".join(f'<td class="thumb"><img src="{_data_uri(t)}" alt=""></td>' for t in thumbs.get(r["name"], []))
+        body.append(f'<tr><td>{i}</td><td class="name">{esc(r["name"])}</td>{cells}<td>{r["mse"]:.2f}</td>'
+                    f'<td>{r["fmse"]:.2f}</td><td>{r["psnr"]:.2f}</td><td>{r["fpsnr"]:.2f}</td><td>{100 * r["fg_ratio"]:.1f}</td></tr>')
+    parts.append(f'<h2>Per image, worst fMSE first</h2><table id="images"><tr>{head}</tr>{"".join(body)}</table>')
+    page = (f'<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+            f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
     atomic_write(path, page)
 
 

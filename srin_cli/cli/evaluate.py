@@ -58,9 +58,24 @@ def evaluate(
             scores = score_items(items, pipeline, predictions, size or None, report is not None, progress,
                                  failure_printer(progress, quiet), workers, batch)
         csvs = write_csvs(out, scores)
-        if report is not None:
-            write_report(report, scores, f"srin evaluate: {dataset}")
         problems = gate(scores, min_psnr, max_fmse, baseline, psnr_tolerance, fmse_tolerance)
+        if report is not None:
+            from .. import __version__
+            from ..evaluation import ReportContext
+
+            if predictions is not None:
+                made_by = f"predictions in {predictions}"
+            elif method == "model":
+                made_by = f"model {checkpoint or model} ({pipeline.method.backend})"
+            else:
+                made_by = f"method {method}"
+            thresholds = [t for t in (f"--min-psnr {min_psnr:g}" if min_psnr is not None else "",
+                                      f"--max-fmse {max_fmse:g}" if max_fmse is not None else "",
+                                      f"--baseline {baseline} (PSNR -{psnr_tolerance:g} dB, fMSE +{100 * fmse_tolerance:g} %)"
+                                      if baseline is not None else "") if t]
+            not_scored = [*scores.outcome.failures, *((i.name, i.error or "no real image") for i in unscored)]
+            write_report(report, scores, f"srin evaluate: {dataset}",
+                         ReportContext(made_by, __version__, thresholds or None, problems, not_scored))
     _print_outcome(scores, csvs, problems, len(unscored), f"{dataset} ({method if predictions is None else predictions})",
                    as_json, quiet)
     raise typer.Exit(1 if problems or scores.outcome.failures else 0)
