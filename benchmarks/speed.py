@@ -49,7 +49,7 @@ def main():
     torch.set_num_threads(args.threads)
     ckpt = args.checkpoint or str(shipped_model_path("default"))
     seg = create_segmenter("felzenszwalb")
-    h = Harmonizer.from_checkpoint(ckpt, "cpu", seg)
+    h = Harmonizer.from_checkpoint(ckpt, "cpu", seg, backend="torch")  # the PyTorch module: FLOPs, eager speed
     a = torch.randn(2048, 2048)
     peak = 2 * 2048**3 / best_of(lambda: torch.mm(a, a)) / 1e9
     print(f"fp32 matmul peak (torch.mm 2048^2, {args.threads} threads): {peak:.1f} GFLOP/s")
@@ -63,8 +63,6 @@ def main():
     model_rate = {}
     for backend in ("torch", "onnx"):
         hb = Harmonizer.from_checkpoint(ckpt, "cpu", seg, backend=backend) if backend == "onnx" else h
-        if backend == "torch":
-            hb.fast = None
         t = best_of(lambda: hb.transform_many(batch), 5)
         model_rate[backend] = 8 / t
         print(f"model alone ({backend}) at {s}x{s}, batch 8: {8 / t:.1f} images/s, {8 * flops / t:.1f} GFLOP/s "
@@ -112,7 +110,9 @@ def main():
         im, mk = cv2.resize(big, (size[1], size[0])), cv2.resize(bmask, (size[1], size[0]))
         t = best_of(lambda: h(im, mk, seg(im)), 2)
         print(f"{name}: {t:.2f} s (segment + model + full-resolution apply, in memory)")
-    print(f"training: {training_rate(h.model.config):.1f} images/s (batch 16 at 128x128, synthesis included)")
+    from srin_cli.build import load_model
+
+    print(f"training: {training_rate(load_model(ckpt)[0].config):.1f} images/s (batch 16 at 128x128, synthesis included)")
 
 
 def training_rate(config, steps: int = 6) -> float:
