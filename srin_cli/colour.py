@@ -66,15 +66,20 @@ def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, til
     rows = max(1, tile_pixels // (x1 - x0))
     for y0 in range(y_start, y_stop, rows):
         y1 = min(y_stop, y0 + rows)
+        cols = np.nonzero(fg[y0:y1, x0:x1].any(axis=0))[0]  # only the columns this tile's foreground touches
+        if cols.size == 0:
+            continue
+        a, b = int(cols[0]), int(cols[-1]) + 1
         r0, r1, wy = _source(H, h, y0, y1)
         wy = wy[None, :, None]
-        coef = along_x[:, r0]
+        coef = along_x[:, r0, a:b]
         coef *= 1 - wy
-        coef += along_x[:, r1] * wy  # 12 x rows x width
-        band = image[y0:y1, x0:x1]
+        coef += along_x[:, r1, a:b] * wy  # 12 x rows x width
+        xa, xb = x0 + a, x0 + b
+        band = image[y0:y1, xa:xb]
         planes = band.transpose(2, 0, 1).astype(np.float32)
         planes *= np.float32(1 / 255)
-        harmonized = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+        harmonized = np.empty((y1 - y0, xb - xa, 3), np.float32)
         acc = np.empty(planes.shape[1:], np.float32)
         term = np.empty_like(acc)
         for c in range(3):
@@ -84,7 +89,7 @@ def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, til
             np.clip(acc, 0, 1, out=acc)
             harmonized[..., c] = acc
         harmonized *= 255
-        out[y0:y1, x0:x1] = _blend_band(harmonized, band, mask[y0:y1, x0:x1])
+        out[y0:y1, xa:xb] = _blend_band(harmonized, band, mask[y0:y1, xa:xb])
     return out
 
 

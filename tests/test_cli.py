@@ -156,7 +156,12 @@ def test_train_and_harmonize_region_token_srin(tmp_path):
     assert (tmp_path / "run" / "model.onnx").is_file()  # the fast CPU path
     model, payload = load_model(tmp_path / "run" / "model.pt")
     assert payload["config"]["regions"] == 4 and payload["config"]["norm_levels"] == [0, 1, 2]
-    h = run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "run" / "model.pt")
+    from srin_cli.onnx_backend import open_onnx
+
+    fast = open_onnx(tmp_path / "run" / "model.pt")  # the light install reads the config from the ONNX file
+    assert fast is not None and fast.config == payload["config"]
+    h = run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "run" / "model.pt", "--json")
+    assert '"written": 3' in h.stdout
     assert h.exit_code == 0, h.output
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
     _one_line_error(run("train", root, "-o", tmp_path / "bad", "--norm-levels", "0,9", "--widths", "4,8,8,8"))
