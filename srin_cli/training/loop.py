@@ -464,6 +464,6 @@ def _export_fast_path(checkpoint: Path, log) -> None:
     try:
         log(f"ONNX for the fast CPU path: {export_onnx(checkpoint)}")
     except ImportError:
-        log("no ONNX file written (pip install 'srin-cli[export]' for the fast CPU path); PyTorch will run the model")
+        log("no ONNX file written (pip install 'srin-cli[train]' brings onnx and onnxscript): the light install cannot run this model, PyTorch will")
     except Exception as exc:  # noqa: BLE001 - the checkpoint is saved; only the optional fast path failed
         log(f"no ONNX file written ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); PyTorch will run the model")
