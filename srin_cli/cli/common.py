@@ -43,8 +43,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 @contextmanager
-def handled_errors():
-    """Turn srin's own errors (and a few common ones) into one line on stderr + an exit code."""
+def handled_errors(command: str = "this command"):
+    """Turn srin's own errors (and a few common ones) into one line on stderr + an exit code. ``command``: how a
+    missing optional package's message names what needed it."""
     from ..errors import SrinError, first_line, missing_extra
 
     try:
@@ -52,7 +53,7 @@ def handled_errors():
     except SrinError as exc:
         fail(str(exc), exc.exit_code)
     except ImportError as exc:
-        extra = missing_extra(exc, "this command")
+        extra = missing_extra(exc, command)
         if extra is None:
             fail(f"unexpected ImportError: {first_line(exc, 300)}", 1)
         fail(str(extra), extra.exit_code)

@@ -40,7 +40,7 @@ def evaluate(
     per_image.csv: name, MSE, fMSE, PSNR, fPSNR, foreground ratio. summary.csv: means overall and per
     foreground-ratio bin (0-5 %, 5-15 %, 15-100 %). 0-255 scale; fMSE = foreground squared error / (3 x fg pixels).
     """
-    with handled_errors():
+    with handled_errors("srin evaluate"):
         from ..evaluation import gate, pairs_to_score, score_items, write_csvs, write_report
         from ..harmonizer import make_method
         from ..pipeline import Pipeline

@@ -63,7 +63,7 @@ def harmonize(
 
     Prints the written paths on stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
-    with handled_errors():
+    with handled_errors("srin harmonize"):
         from ..batch import clean_stale_parts, collect_inputs, refuse_overwriting_inputs, shard
         from ..data.pairing import pair_items
         from ..harmonizer import make_method

@@ -34,7 +34,7 @@ def segment(
     Takes the inputs harmonize takes (a folder holding composite_images/ reads that). Prints the written maps on
     stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
-    with handled_errors():
+    with handled_errors("srin segment"):
         from ..batch import clean_stale_parts, collect_inputs, refuse_overwriting_inputs, run_batch
         from ..data.io import read_image, write_image, write_labels
         from ..data.pairing import Item

@@ -54,7 +54,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train a model (SRIN or a baseline normalization) from scratch; prints the final checkpoint's path."""
-    with handled_errors():
+    with handled_errors("srin train"):
         from ..modeling.norms import NORMS
 
         if norm not in NORMS:
