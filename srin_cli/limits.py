@@ -25,5 +25,9 @@ def check_pixels(path, width: int, height: int) -> None:
     from .errors import InputError
 
     if width * height > max_pixels:
-        raise InputError(f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the "
-                         f"--max-pixels budget of {max_pixels / 1e6:g} megapixels (raise --max-pixels to allow it)")
+        raise InputError(f"{path}: {width}x{height} is {_amount(width * height)}, over the --max-pixels budget of "
+                         f"{_amount(max_pixels)} (raise --max-pixels to allow it)")
+
+
+def _amount(pixels: int) -> str:
+    return f"{round(pixels / 1e6, 1):g} megapixels" if pixels >= 1_000_000 else f"{pixels} pixels"

@@ -492,3 +492,11 @@ def test_loading_ahead_is_bounded_by_pixels():
                        before=lambda group: None, cost=lambda i: i, max_cost=100)
     assert report.done == len(items) and live[0] == 0
     assert peak[0] <= 100 + 200  # the budget, plus the one item always let through
+
+
+def test_train_applies_the_pixel_budget_to_its_photos(tmp_path):
+    photos = make_pairs(tmp_path / "photos", n=2, size=(32, 32))
+    shutil.rmtree(photos / "composite_images")
+    one_line_error(run("train", photos, "-o", tmp_path / "run", "--epochs", "1", "--max-pixels", 1000),
+                   "32x32 is 1024 pixels, over the --max-pixels budget of 1000 pixels")
+    assert not (tmp_path / "run").exists()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
-from .options import (IouOpt, LossOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
+from .options import (DEFAULT_MAX_PIXELS, IouOpt, LossOpt, MaxPixelsOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
                       SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
 
@@ -50,13 +50,16 @@ def train(
     val_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N validation pairs.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's choice).")] = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: Annotated[Device, typer.Option(help="auto picks CUDA when available.")] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train a model (SRIN or a baseline normalization) from scratch; prints the final checkpoint's path."""
     with handled_errors("srin train"):
+        from ..limits import set_max_pixels
         from ..modeling.norms import NORMS
 
+        set_max_pixels(max_pixels)
         if norm not in NORMS:
             raise ValueError(f"unknown --norm {norm!r}; choose one of {', '.join(NORMS)}")
         from ..training.loop import LOSSES, saved_loss
