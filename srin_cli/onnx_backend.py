@@ -9,7 +9,7 @@ The file also carries the SHA-256 of its own bytes (a last metadata entry, :func
 is refused; a file exported before that entry existed is checked by running it once against PyTorch on a fixed
 input when PyTorch is installed (:func:`open_onnx`; the light install, without torch, uses it unchecked).
 
-The file also carries the checkpoint's ``config`` (JSON, metadata key ``srin_config``: whatever the checkpoint
+It also records the checkpoint's ``config`` (JSON, metadata key ``srin_config``: whatever the checkpoint
 holds, copied from it) and srin's version, so the light install (no torch) knows the model's input size,
 normalization and semantic encoding without reading the ``.pt``. ``srin train`` writes the file at the end
 of a run; for any other checkpoint (or to refresh the metadata of an existing matching file):
