@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 from .data.io import list_images
 from .errors import InputError, UsageError, first_line
-from .files import clean_stale_parts  # noqa: F401 - the commands clean their output folders through here
+from .files import check_writable, clean_stale_parts, clean_stale_temp  # noqa: F401 - the commands use them through here
 
 
 def collect_inputs(inputs: list[Path], recursive: bool = False, exclude: Path | None = None) -> tuple[list[Path], Path | None]:
@@ -47,16 +47,54 @@ def output_path(out_dir: Path, name: str, source: Path, fmt: str = "png", suffix
 
 
 def refuse_overwriting_inputs(out_dir: Path, input_dirs: Iterable[Path | None]) -> None:
-    """The output checks: ``out_dir`` (or the nearest existing parent) must be a folder, and not an input folder."""
-    for p in (out_dir, *out_dir.parents):
+    """``out_dir`` (or the nearest existing parent) must be a folder, and not overlap an input folder
+    (:func:`check_folders`)."""
+    refuse_file_as_folder(out_dir)
+    check_folders([("-o/--out", out_dir)], [("input", d) for d in input_dirs])
+
+
+def refuse_file_as_folder(folder: Path, option: str = "-o/--out") -> None:
+    for p in (folder, *folder.parents):
         if p.exists():
             if not p.is_dir():
-                raise UsageError(f"{p} exists and is not a folder; choose another -o/--out")
+                raise UsageError(f"{p} exists and is not a folder; choose another {option}")
             break
-    out = out_dir.resolve()
-    for d in input_dirs:
-        if d is not None and d.exists() and d.resolve() == out:
-            raise UsageError(f"refusing to write into the input folder {d}; choose another -o/--out")
+
+
+def _overlap(a: Path, b: Path) -> str | None:
+    """How the two resolved folders overlap: 'same', 'inside' (a in b), 'contains' (b in a), or None."""
+    if a == b:
+        return "same"
+    if b in a.parents:
+        return "inside"
+    if a in b.parents:
+        return "contains"
+    return None
+
+
+def check_folders(writes: Iterable[tuple[str, Path | None]], reads: Iterable[tuple[str, Path | None]],
+                  files_in: Iterable[tuple[str, Path | None]] = ()) -> None:
+    """Refuse, before anything runs, a folder srin writes (``(option, path)``: -o, --maps, a training run) that
+    is, lies inside or contains a folder it reads (``(what, path)``: composites, masks, real images, predictions,
+    maps read as input); ``files_in``: folders where srin writes named files only (the report's), refused when
+    they are or lie inside an input folder. Symlinks and ``dir/.`` are resolved first. A folder that is both
+    read and written (``--maps``: a cache) is given in both lists under the same name (not compared with itself)."""
+    reads = [(what, Path(p).resolve(), Path(p)) for what, p in reads if p is not None]
+    checks = [(o, p, True) for o, p in writes if p is not None] + [(o, p, False) for o, p in files_in if p is not None]
+    for option, folder, tree in checks:
+        w = Path(folder).resolve()
+        for what, r, shown in reads:
+            if what == option:
+                continue
+            how = _overlap(w, r)
+            if how == "same":
+                raise UsageError(f"refusing to write into the input folder {shown} ({what}); choose another {option}")
+            if how == "inside":
+                raise UsageError(f"refusing to write into {folder} ({option}): it lies inside the {what} folder "
+                                 f"{shown}; choose a folder outside it")
+            if how == "contains" and tree:
+                raise UsageError(f"refusing to write into {folder} ({option}): it contains the {what} folder "
+                                 f"{shown}; choose a folder outside it")
 
 
 @dataclass
@@ -79,7 +117,8 @@ class _LoadFailed:
 
 def run_batch(items: list, work: Callable, describe: Callable, progress, on_failure: Callable[[str, str], None], label: str,
               load: Callable | None = None, workers: int = 0, batch: int = 1,
-              before: Callable[[list], None] | None = None) -> BatchReport:
+              before: Callable[[list], None] | None = None, cost: Callable | None = None,
+              max_cost: int = 0) -> BatchReport:
     """Call ``work(item)`` (or ``work(item, load(item))``) for each item; it returns True (done) or False
     (skipped). Errors are collected per item, never raised; ``on_failure(name, message)`` hears of each one.
 
@@ -87,7 +126,9 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, on_fail
     flight), so reading files overlaps with compute; ``workers=0`` loads inline. With ``before``, items are
     taken ``batch`` at a time and ``before(loaded_list)`` sees the loaded payloads of a group (those that
     loaded) before ``work`` runs on each, so the caller can run one network pass for the group; if it
-    raises, every item simply goes through ``work`` alone.
+    raises, every item simply goes through ``work`` alone. With ``cost`` (an item's size, e.g. its pixel count
+    from the header), items are loaded ahead only while the loaded-but-unfinished ones cost at most ``max_cost``
+    (always at least one ahead): memory stays bounded by the images, however large, not by the window.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -102,14 +143,23 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, on_fail
     window = max(2 * workers, group_size + workers) if pool is not None else group_size
     upcoming = iter(items)
     pending: deque = deque()
+    lookahead: list = []  # the next item and its cost, waiting for room
+    held = [0]  # the cost of the items loaded (or loading) and not finished yet
 
     def refill() -> None:
         while len(pending) < window:
-            item = next(upcoming, None)
-            if item is None:
-                return
+            if not lookahead:
+                item = next(upcoming, None)
+                if item is None:
+                    return
+                lookahead.append((item, cost(item) if cost is not None else 0))
+            item, c = lookahead[0]
+            if pending and cost is not None and held[0] + c > max_cost:
+                return  # wait until finished items free their room
+            lookahead.pop(0)
+            held[0] += c
             ready = pool is not None and not getattr(item, "error", None)
-            pending.append((item, pool.submit(load, item) if ready else None))
+            pending.append((item, pool.submit(load, item) if ready else None, c))
 
     def resolve(item, future):
         if getattr(item, "error", None):
@@ -124,13 +174,13 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, on_fail
         while pending:
             group = [pending.popleft() for _ in range(min(group_size, len(pending)))]
             refill()  # keep the loaders busy while this group is processed
-            loaded = [resolve(item, future) for item, future in group] if load is not None else [None] * len(group)
+            loaded = [resolve(item, future) for item, future, _ in group] if load is not None else [None] * len(group)
             if before is not None:
                 try:
                     before([x for x in loaded if x is not None and not isinstance(x, _LoadFailed)])
                 except expected:
                     pass  # each item is retried alone below and reports its own error
-            for (item, _), payload in zip(group, loaded):
+            for i, ((item, _, c), payload) in enumerate(zip(group, loaded)):
                 name = describe(item)
                 try:
                     if isinstance(payload, _LoadFailed):
@@ -146,7 +196,10 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, on_fail
                     msg = first_line(exc)
                     report.failures.append((name, msg))
                     on_failure(name, msg)
+                loaded[i] = payload = None  # this item's images can go
+                held[0] -= c
                 progress.update(task, advance=1)
+            refill()
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -1,25 +1,40 @@
 """Builders, the registry of shipped models, and self-describing checkpoints.
 
-A checkpoint is a plain dict ``{format, version, srin_version, config, state_dict, summary}`` that
-loads with ``torch.load(..., weights_only=True)``: nothing in it can run code, and loading rebuilds the
-architecture from ``config`` with no flags repeated.
+A checkpoint is a plain dict ``{format, version, srin_version, config, state_dict, summary, weights_sha256}``
+that loads with ``torch.load(..., weights_only=True)``: nothing in it can run code, and loading rebuilds the
+architecture from ``config`` with no flags repeated. ``weights_sha256`` (:func:`weights_digest`) is verified on
+load, and the zip container's CRC-32s are checked first, so flipped bytes are refused rather than run;
+checkpoints from before the digest existed are checked by their CRCs only.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import zipfile
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from .errors import CheckpointError, first_line
-from .files import atomic_open
+from .files import atomic_write
 from .modeling.unet import HarmonizationUNet, UNetConfig
 from .registry import MODELS, shipped_model_path  # noqa: F401 - shipped_model_path: kept importable from here
 
 CHECKPOINT_FORMAT = "srin-checkpoint"
 CHECKPOINT_VERSION = 1
+DIGEST_KEY = "weights_sha256"
 
+
+def weights_digest(state_dict: dict) -> str:
+    """SHA-256 over the tensors of a state_dict, in name order: each name, dtype, shape and raw bytes."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def build_model(norm: str = "srin", **overrides) -> HarmonizationUNet:
@@ -32,19 +47,36 @@ def model_from_config(config: dict) -> HarmonizationUNet:
 
 
 def save_checkpoint(path: str | os.PathLike, model: HarmonizationUNet, summary: dict | None = None, extra: dict | None = None) -> None:
-    """Write atomically (temp file + rename) so a kill never leaves a half-written checkpoint."""
+    """Write atomically (temp file + rename) so a kill never leaves a half-written checkpoint; the weights'
+    digest goes in with them. Serialized in memory first: a failing disk is a plain OSError (ENOSPC) naming the file."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "srin_version": __version__,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "summary": summary or {},
+        DIGEST_KEY: weights_digest(state),
     }
     if extra:
         payload.update(extra)
-    with atomic_open(path, "wb") as fh:
-        torch.save(payload, fh)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def _check_container(path: Path) -> None:
+    """The zip container's CRC-32 of every entry (torch.load does not check them): flipped bytes are caught here."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except zipfile.BadZipFile:
+        return  # not a zip (a legacy torch file, or not a checkpoint at all): torch.load decides below
+    except (OSError, RuntimeError, ValueError, NotImplementedError) as exc:
+        raise CheckpointError(f"refusing to load {path}: damaged file ({first_line(exc, 200)})") from None
+    if bad is not None:
+        raise CheckpointError(f"refusing to load {path}: damaged file (checksum mismatch in {bad})")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -52,6 +84,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _check_container(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types; all mean "refuse this file"
@@ -60,11 +93,25 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} is not a srin checkpoint (no '{CHECKPOINT_FORMAT}' header)")
     if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} was written by a newer srin (checkpoint version {payload['version']})")
+    expected = payload.get(DIGEST_KEY)
+    if expected is not None:  # checkpoints from before the digest have none: their CRCs were checked above
+        state = payload.get("state_dict")
+        try:
+            actual = weights_digest(state)
+        except Exception:  # noqa: BLE001 - not a dict of tensors: the same refusal
+            actual = None
+        if actual != expected:
+            raise CheckpointError(f"refusing to load {path}: its weights do not match their SHA-256 digest "
+                                  "(the file is damaged or was altered)")
     return payload
 
 
 def load_model(path: str | os.PathLike) -> tuple[HarmonizationUNet, dict]:
     payload = read_checkpoint(path)
+    bad = [k for k, v in payload.get("state_dict", {}).items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"refusing to load {path}: non-finite weights (NaN or infinity) in {bad[0]}")
     try:
         model = model_from_config(payload["config"])
         model.load_state_dict(payload["state_dict"])

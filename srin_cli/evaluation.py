@@ -21,8 +21,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from . import limits
 from .batch import BatchReport, run_batch
-from .data.io import read_image, read_mask, write_image
+from .data.io import header_pixels, read_image, read_mask, write_image
 from .data.pairing import FolderIndex, Item, dataset_layout, list_images, pair_items
 from .errors import InputError
 from .files import atomic_open, atomic_write
@@ -110,7 +111,8 @@ def score_items(items: list[Item], pipeline: Pipeline | None, predictions: Path 
         outcome = pipeline.run(items, load, finish, lambda i: i.name, progress, on_failure, "evaluate")
     else:
         outcome = run_batch(items, finish, lambda i: i.name, progress, on_failure, "evaluate", load=load,
-                            workers=workers, batch=batch)
+                            workers=workers, batch=batch, cost=lambda i: header_pixels(i.real),
+                            max_cost=limits.IN_FLIGHT_PIXELS)
     if not rows:
         raise ValueError("no pair could be scored")
     return Scores(rows, summarize(rows), outcome, thumbs)

@@ -3,12 +3,14 @@
 Every file srin writes (images, label maps, CSVs, reports, checkpoints, ONNX files) goes through
 :func:`atomic_write` / :func:`atomic_open`: the bytes go to a hidden temporary file beside the target,
 ``.NAME.PID.XXXXXXXX.part``, which is renamed over the target when complete, so a file appears complete or
-not at all. :func:`clean_stale_parts` removes the temporary files of killed runs (never those of a live one:
-the name carries the writer's PID).
+not at all. :func:`clean_stale_parts` removes the temporary files of killed runs: only names of exactly that
+form, only in the folders a run writes (never recursively), only for the files it writes when it says which, and
+never those of a live run (the name carries the writer's PID). :func:`check_writable` probes a folder before
+any work.
 """
 from __future__ import annotations
 
-import fnmatch
+import errno
 import os
 import re
 import tempfile
@@ -16,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-STALE_PART = ".*.part"  # the hidden temp files of atomic_open: .NAME.PID.XXXXXXXX.part
-_WRITER_PID = re.compile(r"\.(\d+)\.[^.]+\.part$")
+# the hidden temp files of atomic_open: .NAME.PID.XXXXXXXX.part (mkstemp's 8 random characters)
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.part$")
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -36,6 +38,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> Ite
             yield fh
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:  # a failed write says which file (a full disk, say)
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -49,12 +56,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, encoding: str = "ut
         fh.write(data)
 
 
-def _written_by_live_process(name: str) -> bool:
-    """True when the temp file's name carries the PID of a running process (another run writing there now)."""
-    match = _WRITER_PID.search(name)
-    if match is None:
-        return False
-    pid = int(match.group(1))
+def _written_by_live_process(pid: int) -> bool:
+    """True when ``pid`` (from a temp file's name) is a running process other than this one (another run writing there now)."""
     if pid == os.getpid():
         return False
     try:
@@ -66,19 +69,48 @@ def _written_by_live_process(name: str) -> bool:
     return True
 
 
-def clean_stale_parts(out_dir: Path) -> list[Path]:
-    """Remove temp files a killed run left in ``out_dir`` (recursively): regular files named ``.*.part`` only.
+def clean_stale_parts(folder: Path, names: set[str] | None = None) -> list[Path]:
+    """Remove the temp files a killed srin run left in ``folder`` (not in its sub-folders): regular files named
+    exactly like :func:`atomic_open`'s, ``.NAME.PID.XXXXXXXX.part``, and with ``names`` only those whose NAME is
+    one of them (the files this run writes there).
 
-    Writes go to such a file and are renamed when complete, so a leftover one is never a finished output.
-    Files whose name carries the PID of a running process are left alone: another run may be writing them.
-    Returns the removed paths."""
+    A leftover one is never a finished output: writes are renamed when complete. Files whose PID is a running
+    process are left alone: another run may be writing them. Returns the removed paths."""
     removed: list[Path] = []
-    if not out_dir.is_dir():
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # missing, not a folder, unreadable: nothing of ours to clean
         return removed
-    for folder, _dirs, names in os.walk(out_dir):  # does not follow symlinked folders
-        for name in fnmatch.filter(names, STALE_PART):
-            path = Path(folder) / name
-            if path.is_file() and not path.is_symlink() and not _written_by_live_process(name):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or (names is not None and match.group("name") not in names):
+            continue
+        if entry.is_file(follow_symlinks=False) and not _written_by_live_process(int(match.group("pid"))):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
     return removed
+
+
+def clean_stale_temp(targets) -> list[Path]:
+    """:func:`clean_stale_parts` for the files a run is about to write: each target's folder, that target's temp names."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        target = Path(target)
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    return [p for folder, names in by_folder.items() for p in clean_stale_parts(folder, names)]
+
+
+def check_writable(folder: Path, option: str = "-o/--out") -> None:
+    """Make ``folder`` (and its parents) and prove a file can be written there, before any work: a probe file
+    with a temp name is created and removed. An unwritable folder is one UsageError (exit 2)."""
+    from .errors import UsageError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".srin-write-check.{os.getpid()}.", suffix=".part", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or os.strerror(exc.errno or errno.EIO)
+        raise UsageError(f"cannot write to {option} {folder}: {reason}") from None

@@ -121,6 +121,7 @@ class Harmonizer(HarmonizationMethod):
         self.trained_segmenter = self.config.get("segmenter") or "felzenszwalb"
         self.needs_labels = self.config.get("norm") == "srin"
         self.backend = backend
+        self.notes: list[str] = []  # why an ONNX file beside the checkpoint is not used (the CLI warns)
 
     @property
     def model(self):
@@ -138,23 +139,32 @@ class Harmonizer(HarmonizationMethod):
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
+        why: list[str] = []  # why an ONNX file beside the checkpoint is refused
         if backend != "torch" and device == "cpu":
-            fast = open_onnx(path)
+            fast = open_onnx(path, why=why)
             if fast is not None:
                 return cls(fast, fast.config, segmenter, "onnx")
             if backend == "onnx":
+                if why:
+                    raise ValueError(f"--backend onnx needs a usable ONNX file: {why[0]}".replace(": ignored, PyTorch runs the model", ""))
                 raise ValueError(f"--backend onnx needs onnxruntime and {sidecar(path)} made from this checkpoint "
                                  f"(python -m srin_cli.onnx_backend {path}), on the CPU")
         try:
             import torch  # noqa: F401
         except ImportError:
+            if why:
+                reason = why[0].replace(": ignored, PyTorch runs the model", "")
+                raise MissingExtra(f"{reason}; running the checkpoint without it needs PyTorch: "
+                                   f"pip install 'srin-cli[train]'") from None
             why = "--backend torch" if backend == "torch" else f"--device {device}" if device != "cpu" else \
                 f"{path} without a matching {sidecar(path).name} (python -m srin_cli.onnx_backend {path})"
             raise MissingExtra(f"{why} needs PyTorch: pip install 'srin-cli[train]'") from None
         from .build import load_model
 
         model, payload = load_model(path)
-        return cls(TorchTransform(model, device), payload["config"], segmenter, "torch")
+        harmonizer = cls(TorchTransform(model, device), payload["config"], segmenter, "torch")
+        harmonizer.notes = why
+        return harmonizer
 
     def prepare(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> NetworkInputs:
         """The network's inputs for one composite (image, mask, semantic map), float32 arrays of 1 x C x s x s.

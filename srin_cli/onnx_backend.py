@@ -5,8 +5,11 @@ twice as fast as eager PyTorch, while channels_last and torch.compile gain less 
 file sits next to its checkpoint (``model.pt`` -> ``model.onnx``) and records the SHA-256 of the
 checkpoint it was made from, so a stale or foreign file is never used: the checkpoint stays the single
 source of truth, and without a matching ONNX file srin runs the same network in PyTorch (when installed).
+The file also carries the SHA-256 of its own bytes (a last metadata entry, :func:`_trailer`), so a damaged file
+is refused; a file exported before that entry existed is checked by running it once against PyTorch on a fixed
+input when PyTorch is installed (:func:`open_onnx`; the light install, without torch, uses it unchecked).
 
-The file also carries the checkpoint's ``config`` (JSON, metadata key ``srin_config``: whatever the checkpoint
+It also records the checkpoint's ``config`` (JSON, metadata key ``srin_config``: whatever the checkpoint
 holds, copied from it) and srin's version, so the light install (no torch) knows the model's input size,
 normalization and semantic encoding without reading the ``.pt``. ``srin train`` writes the file at the end
 of a run; for any other checkpoint (or to refresh the metadata of an existing matching file):
@@ -34,7 +37,29 @@ from .files import atomic_write
 DIGEST_KEY = "srin_checkpoint_sha256"
 CONFIG_KEY = "srin_config"  # the checkpoint's config dict, as JSON
 VERSION_KEY = "srin_version"  # the srin that wrote the checkpoint
+CONTENT_KEY = "srin_onnx_sha256"  # SHA-256 of the file's bytes before this last entry
 INPUTS = ("image", "mask", "semantic")
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field (tag, length, bytes); lengths here are < 128."""
+    assert len(data) < 128
+    return bytes([number << 3 | 2, len(data)]) + data
+
+
+def _trailer(hexdigest: str) -> bytes:
+    """A ``metadata_props`` entry (ModelProto field 14) {CONTENT_KEY: hexdigest}, appended to the serialized model:
+    protobuf merges fields in any order, so ONNX Runtime reads it as one more metadata entry."""
+    return _field(14, _field(1, CONTENT_KEY.encode()) + _field(2, hexdigest.encode()))
+
+
+def content_check(data: bytes) -> bool | None:
+    """True: the file's own SHA-256 entry matches its bytes; False: it does not (damaged); None: no such entry."""
+    size = len(_trailer("0" * 64))
+    tail = data[-size:]
+    if len(data) <= size or not tail.startswith(_trailer("0" * 64)[:-64]):
+        return None
+    return tail == _trailer(hashlib.sha256(data[:-size]).hexdigest())
 
 
 def checkpoint_digest(path: str | os.PathLike) -> str:
@@ -87,8 +112,14 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     proto = program.model_proto
     _tag(proto, checkpoint)
     out = Path(out) if out is not None else sidecar(checkpoint)
-    atomic_write(out, proto.SerializeToString())
+    _write(out, proto)
     return out
+
+
+def _write(out: Path, proto) -> None:
+    """``proto`` serialized, then the SHA-256 of those bytes as the last metadata entry (:func:`_trailer`)."""
+    body = proto.SerializeToString()
+    atomic_write(out, body + _trailer(hashlib.sha256(body).hexdigest()))
 
 
 def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict[str, str]:
@@ -103,7 +134,7 @@ def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict[str, str]:
 
 def _tag(proto, checkpoint) -> None:
     meta = checkpoint_metadata(checkpoint)
-    keep = [(e.key, e.value) for e in proto.metadata_props if e.key not in meta]
+    keep = [(e.key, e.value) for e in proto.metadata_props if e.key not in meta and e.key != CONTENT_KEY]
     del proto.metadata_props[:]
     for key, value in [*keep, *meta.items()]:
         entry = proto.metadata_props.add()
@@ -118,12 +149,13 @@ def write_sidecar(checkpoint: str | os.PathLike, force: bool = False) -> Path:
         import onnx
 
         try:
-            proto = onnx.load(str(path))
+            data = path.read_bytes()
+            proto = onnx.load_model_from_string(data) if content_check(data) is not False else None  # damaged: anew
         except Exception:  # noqa: BLE001 - unreadable: export anew
             proto = None
         if proto is not None and {e.key: e.value for e in proto.metadata_props}.get(DIGEST_KEY) == checkpoint_digest(checkpoint):
             _tag(proto, checkpoint)
-            atomic_write(path, proto.SerializeToString())
+            _write(path, proto)
             return path
     return export_onnx(checkpoint)
 
@@ -149,9 +181,13 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None) -> OnnxTransform | None:
-    """The ONNX Runtime path for ``checkpoint``, or None (no onnxruntime, no sidecar, a stale one, or one
-    without the checkpoint's config)."""
+def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None, reference=None,
+              why: list[str] | None = None) -> OnnxTransform | None:
+    """The ONNX Runtime path for ``checkpoint``, or None: no onnxruntime, no sidecar, one made from another
+    checkpoint, one without the checkpoint's config, or a damaged one. ``why`` (a list) hears the reason when a
+    sidecar exists but is refused as damaged or foreign. A file that has no digest of its own is run once on a
+    fixed input against the PyTorch model (``reference``, else the checkpoint's, loaded only when torch is
+    installed; without torch such a file is used unchecked)."""
     path = sidecar(checkpoint)
     if not path.is_file() or not Path(checkpoint).is_file():
         return None
@@ -159,21 +195,64 @@ def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None) -> Onnx
         import onnxruntime as ort
     except ImportError:
         return None
+    note = why.append if why is not None else (lambda _msg: None)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        note(f"{path} cannot be read ({exc.strerror}): ignored, PyTorch runs the model")
+        return None
+    if content_check(data) is False:
+        note(f"{path} is damaged (its bytes do not match its SHA-256 entry): ignored, PyTorch runs the model")
+        return None
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or default_threads()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - a broken file only costs speed: the PyTorch path still runs
+        note(f"{path} is not a readable ONNX model (damaged?): ignored, PyTorch runs the model")
         return None
     meta = session.get_modelmeta().custom_metadata_map
     if meta.get(DIGEST_KEY) != checkpoint_digest(checkpoint):
-        return None  # made from another checkpoint
+        note(f"{path} was made from another checkpoint: ignored, PyTorch runs the model "
+             f"(python -m srin_cli.onnx_backend {checkpoint} remakes it)")
+        return None
     try:
         config = json.loads(meta[CONFIG_KEY])
     except (KeyError, ValueError):
         return None  # written before the config was recorded: python -m srin_cli.onnx_backend CHECKPOINT
-    return OnnxTransform(session, config)
+    fast = OnnxTransform(session, config)
+    if content_check(data) is None:  # an export from before the file's own digest: one run against PyTorch
+        if reference is None:
+            try:
+                import torch  # noqa: F401
+            except ImportError:
+                return fast  # the light install: nothing to compare with
+            from .build import load_model
+
+            reference, _ = load_model(checkpoint)
+        if not _agrees(fast, reference):
+            note(f"{path} gives other results than its checkpoint (damaged?): ignored, PyTorch runs the model")
+            return None
+    return fast
+
+
+def _agrees(fast: OnnxTransform, model, atol: float = 1e-3) -> bool:
+    """Both paths on one fixed random input agree (an ONNX file from before the content digest: damaged weights show here)."""
+    import torch
+
+    s, c = model.config.image_size, model.config.semantic_channels
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(1, 1, s, s)
+    mask[..., s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 1
+    inputs = (torch.rand(1, 3, s, s, generator=g), mask, torch.rand(1, c, s, s, generator=g))
+    with torch.inference_mode():
+        ref = model.transform(*(t.to(next(model.parameters()).device) for t in inputs)).cpu().numpy()
+    try:
+        out = fast(*(t.numpy() for t in inputs))
+    except Exception:  # noqa: BLE001
+        return False
+    return out.shape == ref.shape and bool(np.isfinite(out).all()) and bool(np.abs(out - ref).max() <= atol)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from . import limits
 from .batch import BatchReport, output_path, run_batch
-from .data.io import cached_labels, read_image, read_mask, write_image
+from .data.io import cached_labels, header_pixels, read_image, read_mask, write_image
 from .data.pairing import Item
 from .harmonizer import ColourTransform, HarmonizationMethod, NetworkInputs
 
@@ -76,7 +77,8 @@ class Pipeline:
             on_failure: Callable[[str, str], None], label: str) -> BatchReport:
         """``load`` each item (in loader threads), run the network once per group, then ``finish`` each one."""
         return run_batch(items, finish, describe, progress, on_failure, label, load=load, workers=self.workers,
-                         batch=self.batch, before=self.predict if self.batch > 1 else None)
+                         batch=self.batch, before=self.predict if self.batch > 1 else None,
+                         cost=lambda item: header_pixels(item.composite), max_cost=limits.IN_FLIGHT_PIXELS)
 
 
 @dataclass
@@ -97,10 +99,11 @@ class OutputOptions:
 
 
 def harmonize_items(pipeline: Pipeline, items: list[Item], output: OutputOptions, progress,
-                    on_failure: Callable[[str, str], None]) -> tuple[BatchReport, list[str]]:
+                    on_failure: Callable[[str, str], None], written: list[str] | None = None) -> tuple[BatchReport, list[str]]:
     """Harmonize every item into ``output.out`` (skipping outputs that exist unless ``overwrite``).
-    Returns the batch report and the written paths, in order."""
-    written: list[str] = []
+    Returns the batch report and the written paths, in order; ``written`` (a list of the caller's) is filled
+    as files are written, so an interrupted batch still knows them."""
+    written = [] if written is None else written
 
     def load(item: Item) -> OutputJob:
         target = output_path(output.out, item.name, item.composite, output.fmt, output.suffix)

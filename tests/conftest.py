@@ -64,3 +64,12 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, model, {"note": "test"})
     return path
+
+
+@pytest.fixture(autouse=True)
+def _default_pixel_budget():
+    """--max-pixels sets a process-wide budget: a command run in-process (CliRunner) must not leave it to the next test."""
+    from srin_cli import limits
+
+    yield
+    limits.set_max_pixels(None)

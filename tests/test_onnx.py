@@ -103,3 +103,58 @@ def test_sidecar_command_refreshes_metadata_and_keeps_the_graph(exported, tmp_pa
     assert json.loads({e.key: e.value for e in after.metadata_props}[CONFIG_KEY]) == read_checkpoint(ckpt)["config"]
     assert open_onnx(ckpt).config["regions"] == 4
     assert main([]) == 2
+
+
+def test_a_damaged_onnx_file_is_refused_with_a_reason(exported, tmp_path):
+    """Flipped bytes in the weights of an exported file: its own SHA-256 entry no longer matches. auto runs
+    PyTorch and says why; --backend onnx refuses. A file from before that entry is checked by running it once."""
+    import onnx
+
+    from srin_cli.onnx_backend import CONTENT_KEY, content_check
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(exported, ckpt)
+    data = bytearray(sidecar(exported).read_bytes())
+    assert content_check(bytes(data)) is True
+    model = onnx.load_model_from_string(bytes(data))
+    assert CONTENT_KEY in {p.key for p in model.metadata_props}
+    big = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    at = bytes(data).index(big.raw_data) + len(big.raw_data) // 2
+    data[at: at + 64] = bytes(b ^ 0xFF for b in data[at: at + 64])
+    sidecar(ckpt).write_bytes(data)
+    why: list[str] = []
+    assert open_onnx(ckpt, why=why) is None and "damaged" in why[0]
+    h = Harmonizer.from_checkpoint(ckpt, "cpu")
+    assert h.backend == "torch" and "damaged" in h.notes[0]
+    with pytest.raises(ValueError, match="--backend onnx needs a usable ONNX file: .*damaged"):
+        Harmonizer.from_checkpoint(ckpt, "cpu", backend="onnx")
+    # an older export (no SHA-256 entry of its own) whose weights were changed: caught by one run against PyTorch
+    old = onnx.load_model_from_string(sidecar(exported).read_bytes())
+    keep = [p for p in old.metadata_props if p.key != CONTENT_KEY]
+    del old.metadata_props[:]
+    old.metadata_props.extend(keep)
+    sidecar(ckpt).write_bytes(old.SerializeToString())
+    assert content_check(sidecar(ckpt).read_bytes()) is None
+    assert Harmonizer.from_checkpoint(ckpt, "cpu").backend == "onnx"  # intact: used
+    t = max(old.graph.initializer, key=lambda t: len(t.raw_data))
+    arr = onnx.numpy_helper.to_array(t) * 3 + 0.5
+    t.CopyFrom(onnx.numpy_helper.from_array(arr.astype(np.float32), t.name))
+    sidecar(ckpt).write_bytes(old.SerializeToString())
+    h = Harmonizer.from_checkpoint(ckpt, "cpu")
+    assert h.backend == "torch" and "other results" in h.notes[0]
+
+
+def test_cli_warns_once_about_an_unused_onnx_file(exported, tmp_path):
+    from typer.testing import CliRunner
+
+    from srin_cli.cli.main import app
+    from conftest import make_pairs
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(exported, ckpt)
+    sidecar(ckpt).write_bytes(b"garbage")
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    r = CliRunner().invoke(app, ["harmonize", str(root), "-o", str(tmp_path / "out"), "--checkpoint", str(ckpt)])
+    assert r.exit_code == 0, r.output
+    assert [ln for ln in r.output.splitlines() if ln.startswith("warning:")] == [
+        f"warning: {sidecar(ckpt)} is not a readable ONNX model (damaged?): ignored, PyTorch runs the model"]

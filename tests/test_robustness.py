@@ -163,15 +163,14 @@ def test_corrupt_truncated_empty_and_non_image_files(tmp_path, tiny_checkpoint):
     assert not list((tmp_path / "out").glob(".*"))  # no temp files left behind
 
 
-def test_image_over_the_pixel_limit(tmp_path, tiny_checkpoint, monkeypatch):
-    """A decompression bomb (a small file that decodes to gigapixels) is refused per file, before decoding.
-    The limit is lowered here so a tiny image stands in for a huge one."""
+def test_image_over_the_pixel_limit(tmp_path, tiny_checkpoint):
+    """A decompression bomb (a small file that decodes to gigapixels) is refused per file, from its header,
+    before decoding. --max-pixels is lowered here so a tiny image stands in for a huge one."""
     new_batch(tmp_path / "in", n=2)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # PIL refuses images over 2 x the limit
-    r = harmonize(tmp_path / "in", tmp_path / "out", tiny_checkpoint)
+    r = harmonize(tmp_path / "in", tmp_path / "out", tiny_checkpoint, "--max-pixels", 700)  # the images are 768 px
     no_traceback(r)
     assert r.exit_code == 1 and outputs(tmp_path / "out") == []
-    failed_line(r, "img_000_1.png", "decompression bomb")
+    failed_line(r, "img_000_1.png", "over the --max-pixels budget")
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read a chmod 000 file")
@@ -453,17 +452,28 @@ def test_checkpoint_with_a_pickled_payload_is_refused(tmp_path, tiny_checkpoint)
 # ---------------------------------------------------------------- faults: kill -9, stale temp files
 
 
+DEAD = 2**22 + 12345  # above Linux's largest PID: never a running process
+
+
 def test_clean_stale_parts_removes_only_temp_files(tmp_path):
+    """Only srin's own temp names (.NAME.PID.XXXXXXXX.part), only in the folder given (not below it)."""
     out = tmp_path / "out"
-    (out / "sub" / "deeper").mkdir(parents=True)
-    stale = [out / ".a.png.k2j3h4l5.part", out / "sub" / ".b c.png.x1y2z3w4.part", out / "sub" / "deeper" / ".é.jpg.abc.part"]
-    keep = [out / "a.png", out / "a.part", out / ".hidden", out / "sub" / ".b.png", out / "notes.part.txt"]
+    (out / "sub").mkdir(parents=True)
+    stale = [out / f".a.png.{DEAD}.k2j3h4l5.part", out / f".b c.png.{DEAD}.x1y_z3w4.part", out / f".é.jpg.{DEAD}.abcdefgh.part"]
+    keep = [out / "a.png", out / "a.part", out / ".hidden", out / ".thesis.part", out / ".a.png.k2j3h4l5.part",
+            out / f".a.png.{DEAD}.short.part", out / "notes.part.txt", out / "sub" / f".b.png.{DEAD}.k2j3h4l5.part"]
     for p in stale + keep:
         p.write_bytes(b"x")
-    (out / ".dir.part").mkdir()  # a folder that looks like a temp file is left alone
+    (out / f".dir.{DEAD}.abcdefgh.part").mkdir()  # a folder that looks like a temp file is left alone
     assert sorted(clean_stale_parts(out)) == sorted(stale)
-    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep) and (out / ".dir.part").is_dir()
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+    assert (out / f".dir.{DEAD}.abcdefgh.part").is_dir()
     assert clean_stale_parts(tmp_path / "missing") == []
+    # with names: only the temp files of those targets
+    (out / f".x.png.{DEAD}.aaaaaaaa.part").write_bytes(b"x")
+    (out / f".y.png.{DEAD}.bbbbbbbb.part").write_bytes(b"x")
+    assert clean_stale_parts(out, {"x.png"}) == [out / f".x.png.{DEAD}.aaaaaaaa.part"]
+    assert (out / f".y.png.{DEAD}.bbbbbbbb.part").exists()
 
 
 def test_clean_stale_parts_spares_a_live_runs_temp_files(tmp_path):
@@ -497,7 +507,7 @@ def test_segment_and_harmonize_maps_clean_stale_parts(tmp_path, tiny_checkpoint)
     comps, _ = new_batch(tmp_path / "in", n=2)
     maps = tmp_path / "maps"
     (maps / "preview").mkdir(parents=True)
-    stale = [maps / ".img_000_1.png.abcd1234.part", maps / "preview" / ".img_000_1.png.efgh5678.part"]
+    stale = [maps / f".img_000_1.png.{DEAD}.abcd1234.part", maps / "preview" / f".img_000_1.png.{DEAD}.efgh5678.part"]
     for p in stale:
         p.write_bytes(b"half")
     r = run("segment", comps, "-o", maps)
@@ -506,7 +516,7 @@ def test_segment_and_harmonize_maps_clean_stale_parts(tmp_path, tiny_checkpoint)
     stale[0].write_bytes(b"half")  # harmonize --maps cleans the maps folder it writes to as well
     r = harmonize(tmp_path / "in", tmp_path / "out", tiny_checkpoint, "--maps", maps)
     assert r.exit_code == 0, r.output
-    assert not list(maps.rglob("*.part")) and outputs(tmp_path / "out") == ["img_000_1.png", "img_001_1.png"]
+    assert not any(p.exists() for p in stale) and outputs(tmp_path / "out") == ["img_000_1.png", "img_001_1.png"]
 
 
 def test_kill_9_leaves_no_partial_output_and_a_rerun_completes(tmp_path, tiny_checkpoint):
@@ -540,7 +550,7 @@ def test_kill_9_leaves_no_partial_output_and_a_rerun_completes(tmp_path, tiny_ch
             im.load()
             assert im.size == (128, 96)
     # as if the kill had landed in the middle of a write: a temp file beside the outputs
-    (out / ".img_029_1.png.q8w7e6r5.part").write_bytes(b"\x89PNG\r\n\x1a\n half")
+    (out / f".img_029_1.png.{DEAD}.q8w7e6r5.part").write_bytes(b"\x89PNG\r\n\x1a\n half")
     r = harmonize(root, out, tiny_checkpoint)
     no_traceback(r)
     assert r.exit_code == 0, r.output
@@ -560,13 +570,13 @@ def test_zero_one_masks_are_binary(tmp_path):
     assert mask.max() == 1.0 and mask.sum() == 9
 
 
-def test_recursive_with_output_inside_the_input_folder(tmp_path, tiny_checkpoint):
+def test_output_inside_an_input_folder_is_refused(tmp_path, tiny_checkpoint):
+    """-o inside the composites (with or without --recursive) is refused: a rerun would take its outputs for inputs."""
     comps, masks = new_batch(tmp_path / "in", n=2)
-    out = comps / "harmonized"
-    for _ in range(2):  # the second run must not take the first run's outputs for inputs
-        r = run("harmonize", comps, "--masks", masks, "-o", out, "--recursive", "--checkpoint", tiny_checkpoint)
-        assert r.exit_code == 0, r.output
-    assert len(outputs(out)) == 2
+    for extra in ((), ("--recursive",)):
+        r = run("harmonize", comps, "--masks", masks, "-o", comps / "harmonized", *extra, "--checkpoint", tiny_checkpoint)
+        one_line_error(r, "lies inside the composites folder")
+    assert not (comps / "harmonized").exists()
 
 
 def test_kill_9_during_train_then_resume_matches_an_uninterrupted_run(tmp_path):

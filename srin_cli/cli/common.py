@@ -59,6 +59,9 @@ def handled_errors(command: str = "this command"):
         fail(str(extra), extra.exit_code)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         fail(f"{exc.strerror or type(exc).__name__}: {exc.filename}")
+    except OSError as exc:  # the run itself failed (a full disk, an I/O error): exit 1, like a failed item
+        reason = exc.strerror or first_line(exc, 300, empty=type(exc).__name__)
+        fail(f"{reason}: {exc.filename}" if exc.filename else reason, 1)
     except ValueError as exc:
         fail(first_line(exc, empty="invalid value"))
     except KeyboardInterrupt:
@@ -90,6 +93,13 @@ def failure_printer(progress, quiet: bool = False):
     if quiet:
         return lambda name, message: None
     return lambda name, message: progress.console.print(f"[yellow]failed[/] {escape(name)}: {escape(message)}")  # names are not markup
+
+
+def print_notes(method, quiet: bool = False) -> None:
+    """One warning line per note a method left (an ONNX file beside the checkpoint that is not used, and why)."""
+    if not quiet:
+        for note in getattr(method, "notes", []):
+            err_console.print(f"warning: {note}", markup=False)
 
 
 def print_failures(failures: list[tuple[str, str]]) -> None:

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Device, err_console, failure_printer, handled_errors, make_progress, print_failures, resolve_device
-from .options import MODEL, DeviceOpt, MethodOpt, ModelOpt, NetworkBackendOpt, QuietOpt
+from .common import Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_notes, resolve_device
+from .options import DEFAULT_MAX_PIXELS, MODEL, DeviceOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, QuietOpt
 
 GATE = "Quality gate and report"
 
@@ -33,6 +33,7 @@ def evaluate(
     backend: NetworkBackendOpt = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
     """Score harmonized images against the real ones: per_image.csv and summary.csv.
@@ -41,19 +42,38 @@ def evaluate(
     foreground-ratio bin (0-5 %, 5-15 %, 15-100 %). 0-255 scale; fMSE = foreground squared error / (3 x fg pixels).
     """
     with handled_errors("srin evaluate"):
+        from ..batch import check_folders, check_writable, clean_stale_temp, refuse_file_as_folder
+        from ..data.pairing import dataset_layout
         from ..evaluation import gate, pairs_to_score, score_items, write_csvs, write_report
         from ..harmonizer import make_method
+        from ..limits import set_max_pixels
         from ..pipeline import Pipeline
         from ..segmentation import create_segmenter
 
+        set_max_pixels(max_pixels)
         items, unscored = pairs_to_score(dataset, limit)
+        refuse_file_as_folder(out)
+        if maps is not None:
+            refuse_file_as_folder(maps, "--maps")
+        check_folders([("-o/--out", out), ("--maps", maps)],
+                      [*((k.replace("_", " "), p) for k, p in dataset_layout(dataset).items()), ("predictions", predictions),
+                       ("--maps", maps)],
+                      [("--report", report.parent if report is not None else None)])
         pipeline = None
         if predictions is None:
             seg = create_segmenter("felzenszwalb")
             pipeline = Pipeline(make_method(method, model, checkpoint, resolve_device(device), seg, backend), seg, maps,
                                 batch, workers)
+            print_notes(pipeline.method, quiet)
         elif not predictions.is_dir():
             raise FileNotFoundError(2, "predictions folder not found", str(predictions))
+        for folder, option in ((out, "-o/--out"), (maps if predictions is None else None, "--maps"),
+                               (report.parent if report else None, "--report")):
+            if folder is not None:
+                check_writable(folder, option)  # before any work: an unwritable folder is one usage error
+        reports = [report, report.with_suffix(".png")] if report is not None else []
+        clean_stale_temp([out / "per_image.csv", out / "summary.csv", *reports,
+                          *([maps / f"{i.name}.png" for i in items] if maps is not None and predictions is None else [])])
         with make_progress(quiet) as progress:
             scores = score_items(items, pipeline, predictions, size or None, report is not None, progress,
                                  failure_printer(progress, quiet), workers, batch)

@@ -8,8 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InputError
-from .common import Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_path, resolve_device
-from .options import (MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MethodOpt, MinSizeOpt, ModelOpt,
+from .common import (Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_notes, print_path,
+                     resolve_device)
+from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MaxPixelsOpt,
+                      MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
                       ModelSegmenterOpt, ScaleOpt, StabilityOpt, segmenter_kwargs)
 
@@ -55,6 +57,7 @@ def harmonize(
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device.auto,
     backend: NetworkBackendOpt = "auto",
     quiet: QuietOpt = False,
@@ -63,18 +66,24 @@ def harmonize(
 
     Prints the written paths on stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
+    written: list[str] = []
     with handled_errors("srin harmonize"):
-        from ..batch import clean_stale_parts, collect_inputs, refuse_overwriting_inputs, shard
+        from ..batch import check_folders, check_writable, clean_stale_temp, collect_inputs, output_path, refuse_file_as_folder, shard
         from ..data.pairing import pair_items
         from ..harmonizer import make_method
+        from ..limits import set_max_pixels
         from ..pipeline import OutputOptions, Pipeline, harmonize_items
         from ..segmentation import create_segmenter
 
+        set_max_pixels(max_pixels)
         inputs, masks = resolve_layout(inputs, masks)
-        files, base = collect_inputs(inputs, recursive, exclude=out)
-        refuse_overwriting_inputs(out, [base, masks, maps, *{f.parent for f in files}])
-        for folder in filter(None, (out, maps)):
-            clean_stale_parts(folder)  # temp files a killed run left behind
+        files, base = collect_inputs(inputs, recursive)
+        for folder, option in ((out, "-o/--out"), (maps, "--maps")):
+            if folder is not None:
+                refuse_file_as_folder(folder, option)
+        composites = [base] if base is not None else sorted({f.parent for f in files})
+        check_folders([("-o/--out", out), ("--maps", maps)],
+                      [*(("composites", c) for c in composites), ("masks", masks), ("--maps", maps)])
         items = shard(pair_items(files, base, masks, rule=match, suffix=mask_suffix), shard_spec, key=lambda i: i.name)
         dev = resolve_device(device)
         run = make_method(method, model, checkpoint, dev, None, backend)
@@ -89,11 +98,43 @@ def harmonize(
             raise
         run.segmenter = seg
         pipeline = Pipeline(run, seg, maps, batch, workers)
-        with make_progress(quiet) as progress:
-            report, written = harmonize_items(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite),
-                                              progress, failure_printer(progress, quiet))
+        print_notes(pipeline.method, quiet)
+        check_writable(out, "-o/--out")  # before any work: an unwritable folder is one usage error
+        if maps is not None:
+            check_writable(maps, "--maps")
+        targets = [output_path(out, i.name, i.composite, fmt, suffix) for i in items]
+        clean_stale_temp(targets + ([maps / f"{i.name}.png" for i in items] if maps is not None else []))  # a killed run's temp files
+        if fmt == "same" and not quiet:
+            _warn_lossy(items)
+        try:
+            with make_progress(quiet) as progress:
+                report = harmonize_items(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite),
+                                         progress, failure_printer(progress, quiet), written)[0]
+        except KeyboardInterrupt:
+            _print_written(written, out, as_json, interrupted=True)  # stdout still lists what was finished
+            raise
     print_outcome(report, written, out, as_json, quiet)
     raise typer.Exit(report.exit_code)
+
+
+LOSSY = (".jpg", ".jpeg", ".webp")
+
+
+def _warn_lossy(items) -> None:
+    """--format same re-encodes JPEG/WebP inputs lossily: the pixels outside the mask are then not bit-exact."""
+    lossy = [i for i in items if i.composite.suffix.lower() in LOSSY]
+    if lossy:
+        err_console.print(f"warning: --format same writes {len(lossy)} JPEG/WebP output(s) (e.g. {lossy[0].composite.name}): "
+                          "lossy formats re-encode the whole image, so pixels outside the mask are not bit-exact; "
+                          "--format png keeps them", markup=False)
+
+
+def _print_written(written: list[str], out: Path, as_json: bool, interrupted: bool = False) -> None:
+    if as_json:
+        print(json.dumps({"out": str(out), "interrupted": interrupted, "files": written}))
+    else:
+        for path in written:
+            print_path(path)
 
 
 def print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: bool, what: str = "images") -> None:

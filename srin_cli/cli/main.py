@@ -92,7 +92,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None) -> None:
-    pass
+    import os
+    import warnings
+
+    if not os.environ.get("SRIN_DEBUG"):
+        # library warnings (PIL, torch, ONNX) are not srin's messages: they never reach stderr as raw Python
+        # warnings; srin says what matters in its own one-line messages (SRIN_DEBUG=1 shows them)
+        warnings.simplefilter("ignore")
 
 
 SHORT_HELP = {

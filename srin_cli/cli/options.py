@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..limits import DEFAULT_MAX_PIXELS
 from ..registry import LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS, SEGMENTERS, Registry
 from .common import Device, fail
 
@@ -46,6 +47,7 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo outputs th
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders and mirror them in the output.")]
 MatchOpt = Annotated[str, registry_option(MATCH_RULES, help="Mask pairing rule")]
 FormatOpt = Annotated[str, registry_option(OUTPUT_FORMATS, "--format", help="Output format", rich_help_panel=OUTPUT)]
+MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images (and masks, maps) larger than this many pixels, from their header, before decoding them (peak memory grows with the pixel count: see the README).")]
 MaskSuffixOpt = Annotated[str, typer.Option("--mask-suffix", help="For --match suffix: x.jpg pairs with x<suffix>.png.")]
 
 SegmenterOpt = Annotated[str, registry_option(SEGMENTERS, help="Semantic maps from", rich_help_panel=SEG)]

@@ -8,7 +8,7 @@ import typer
 
 from .common import Device, failure_printer, handled_errors, make_progress, resolve_device
 from .harmonize import print_outcome
-from .options import (OUTPUT, DeviceOpt, IouOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
+from .options import (DEFAULT_MAX_PIXELS, OUTPUT, DeviceOpt, IouOpt, MaxPixelsOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
                       SamModelOpt, ScaleOpt, SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
 
@@ -26,6 +26,7 @@ def segment(
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device.auto,
     quiet: QuietOpt = False,
 ) -> None:
@@ -35,18 +36,19 @@ def segment(
     stdout (or a JSON summary with --json); progress and messages go to stderr.
     """
     with handled_errors("srin segment"):
-        from ..batch import clean_stale_parts, collect_inputs, refuse_overwriting_inputs, run_batch
+        from ..batch import check_writable, clean_stale_temp, collect_inputs, refuse_overwriting_inputs, run_batch
+        from ..limits import set_max_pixels
         from ..data.io import read_image, write_image, write_labels
         from ..data.pairing import Item
         from ..registry import SEGMENTERS
         from ..segmentation import create_segmenter
         from ..semantic import colorize_labels
 
+        set_max_pixels(max_pixels)
         if len(images) == 1 and (images[0] / "composite_images").is_dir():
             images = [images[0] / "composite_images"]  # the layout harmonize reads
         files, base = collect_inputs(images, recursive, exclude=out)
-        refuse_overwriting_inputs(out, [base, *[f.parent for f in files]])
-        clean_stale_parts(out)  # temp files a killed run left behind
+        refuse_overwriting_inputs(out, [base] if base is not None else sorted({f.parent for f in files}))
         kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
                               stability_score_thresh, scale, min_size, resolve_device(device) if SEGMENTERS[segmenter].info["uses_device"] else "cpu")
         seg = create_segmenter(segmenter, **kw)
@@ -59,6 +61,8 @@ def segment(
                 listed = " and ".join(str(i.composite.name) for i in same)
                 for item in same:
                     item.error = f"{listed} would share the map {item.name}.png; rename one"
+        check_writable(out)  # before any work: an unwritable folder is one usage error
+        clean_stale_temp([out / sub / f"{i.name}.png" for i in items for sub in (".", "preview")])  # a killed run's temp files
 
         written: list[str] = []
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
-from .options import (IouOpt, LossOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
+from .options import (DEFAULT_MAX_PIXELS, IouOpt, LossOpt, MaxPixelsOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
                       SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
 
@@ -50,13 +50,16 @@ def train(
     val_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N validation pairs.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's choice).")] = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: Annotated[Device, typer.Option(help="auto picks CUDA when available.")] = Device.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train a model (SRIN or a baseline normalization) from scratch; prints the final checkpoint's path."""
     with handled_errors("srin train"):
+        from ..limits import set_max_pixels
         from ..modeling.norms import NORMS
 
+        set_max_pixels(max_pixels)
         if norm not in NORMS:
             raise ValueError(f"unknown --norm {norm!r}; choose one of {', '.join(NORMS)}")
         from ..training.loop import LOSSES, saved_loss
@@ -77,6 +80,7 @@ def train(
 
         if init is not None and not init.is_file():
             raise ValueError(f"--init {init}: no such checkpoint")
+        _check_run_folder(out, data, val or [], maps)
         cfg = TrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]), out=str(out),
                           val=([str(v) for v in val] if len(val) > 1 else str(val[0])) if val else None, norm=norm, epochs=epochs,
                           batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, widths=width_list,
@@ -93,6 +97,25 @@ def train(
         with make_progress(quiet) as progress:
             final = run(cfg, resume=resume, progress=progress, log=log)
         print(final)
+
+
+RUN_FILES = ("last.pt", "best.pt", "model.pt", "model.onnx", "log.csv", "config.json")
+
+
+def _check_run_folder(out: Path, data: list[Path], val: list[Path], maps: Path | None) -> None:
+    """The run folder is not, inside or around a data, validation or maps folder; a killed run's temp files of
+    the run's own files are removed (nothing is created here: the loop makes the folder once the data is found)."""
+    from ..batch import check_folders, refuse_file_as_folder
+    from ..files import clean_stale_temp
+
+    refuse_file_as_folder(out)
+    reads = []
+    for kind, roots in (("training data", data), ("validation", val)):
+        for root in roots:
+            subs = [root / k for k in ("composite_images", "masks", "real_images") if (root / k).is_dir()]
+            reads += [(kind, p) for p in subs or [root]]
+    check_folders([("-o/--out", out), ("--maps", maps)], [*reads, ("--maps", maps)])
+    clean_stale_temp(out / name for name in RUN_FILES)
 
 
 def _int_list(option: str, text: str) -> list[int]:

@@ -52,6 +52,16 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(t)
 
 
+def _no_broken_links(files: list[Path], root: Path) -> list[Path]:
+    """Training needs every listed photo: a broken symbolic link is refused up front, naming it."""
+    from .io import is_broken_link
+
+    broken = [f for f in files if is_broken_link(f)]
+    if broken:
+        raise InputError(f"{root}: {len(broken)} broken symbolic link(s) among the images, e.g. {broken[0]}")
+    return files
+
+
 class _Base(Dataset):
     def __init__(self, size: int, segmenter: Callable[[np.ndarray], np.ndarray] | list):
         self.size = size
@@ -169,7 +179,7 @@ class SynthesizedPairs(_Base):
         roots = [Path(r) for r in (root if isinstance(root, (list, tuple)) else [root])]
         self.names, self.images, self.masks, kinds = [], [], [], []
         for r in roots:
-            items = pair_items(list_images(r / "real_images"), r / "real_images", r / "masks")
+            items = pair_items(_no_broken_links(list_images(r / "real_images"), r), r / "real_images", r / "masks")
             bad = [i.error for i in items if i.error]
             if bad:
                 raise InputError(f"{r}: {len(bad)} photos without a mask, e.g. {bad[0]}")
@@ -241,7 +251,7 @@ class FixedPairs(_Base):
                  reals_as_composites: bool = False):
         super().__init__(size, segmenter)
         self.reals_as_composites = reals_as_composites  # the do-no-harm check: nothing to correct
-        composites = composites if composites is not None else list_images(root / "composite_images")
+        composites = composites if composites is not None else _no_broken_links(list_images(root / "composite_images"), root)
         groups: dict[Path, list[Path]] = {}
         for comp in composites:  # the iHarmony4 root lists several sub-datasets (HCOCO/composite_images/...)
             groups.setdefault(comp.parent.parent, []).append(comp)

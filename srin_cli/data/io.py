@@ -14,33 +14,64 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .. import limits
 from ..errors import InputError, first_line
 from ..files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # photos up to 1.6 gigapixels; beyond that PIL refuses (decompression bomb)
+# srin's own budget (limits.max_pixels, --max-pixels) is checked from the header before decoding; PIL's
+# decompression-bomb check would only warn (a raw Python warning) or refuse at a fixed size, so it is off
+Image.MAX_IMAGE_PIXELS = None
+#: 16-bit modes: scaled from 0-65535 whatever the values (a dark 16-bit photo is not an 8-bit one)
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def is_broken_link(path: Path) -> bool:
+    """A symbolic link with an image name whose target is gone: listed (and then fails), never dropped silently."""
+    return path.is_symlink() and not path.exists() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
 def list_images(root: Path, recursive: bool = False) -> list[Path]:
-    """The image files of a folder (sorted; sub-folders too with ``recursive``), or ``[root]`` for a file."""
+    """The image files of a folder (sorted; sub-folders too with ``recursive``), or ``[root]`` for a file.
+    Broken symbolic links with image names are listed too, so that reading them fails by name."""
     if root.is_file():
         return [root]
     pattern = "**/*" if recursive else "*"
     try:
-        return sorted(p for p in root.glob(pattern) if is_image_file(p))
+        return sorted(p for p in root.glob(pattern) if is_image_file(p) or is_broken_link(p))
     except PermissionError:
         raise InputError(f"{root}: permission denied") from None
 
 
-def _open(path: Path) -> Image.Image:
+def header_pixels(path: Path | None) -> int:
+    """The pixel count an image file announces in its header (0 when it cannot be read: it fails later, by name)."""
+    if path is None:
+        return 0
+    try:
+        with Image.open(path) as img:
+            return img.size[0] * img.size[1]
+    except Exception:  # noqa: BLE001 - any unreadable file costs nothing here
+        return 0
+
+
+def _open(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
+    """Open, check the size against the pixel budget from the header, then decode. ``size`` (H, W): the image
+    a mask belongs to; a larger JPEG mask is decoded at a reduced scale (``draft``), never below that size."""
     try:
         img = Image.open(path)
+        limits.check_pixels(path, *img.size)
+        if size is not None and img.format == "JPEG" and img.size[0] * img.size[1] > size[0] * size[1]:
+            img.draft(img.mode, (2 * size[1], 2 * size[0]))  # decode at 1/2, 1/4 or 1/8 scale, still >= twice (W, H)
         img.load()
+    except InputError:
+        raise
     except FileNotFoundError:
+        if path.is_symlink():
+            raise InputError(f"{path}: broken symbolic link (its target {os.readlink(path)} is missing)") from None
         raise InputError(f"{path}: file not found") from None
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
@@ -54,10 +85,9 @@ def _open(path: Path) -> Image.Image:
 
 
 def _to_uint8_array(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode in SIXTEEN_BIT:  # decided by the mode, not by the values
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.clip(arr / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         top = 1.0 if arr.max() <= 1.0 else 255.0
@@ -80,30 +110,47 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """HxW float32 in [0, 1]. ``size`` = (H, W) of the image it belongs to: a mask of another size with the
-    same aspect ratio is resized (bilinear); a different aspect ratio is an error."""
+    same aspect ratio is resized (bilinear); a different aspect ratio is an error. A mask larger than its image
+    is brought down to about its size while still 8-bit (JPEG: decoded at a reduced scale), so a huge mask
+    beside a small image never costs float32 memory at the mask's size."""
     path = Path(path)
-    img = _open(path)
-    arr = _to_uint8_array(img)
-    if arr is None:
-        if img.mode in ("RGBA", "LA") and np.asarray(img.getchannel("A")).min() < 255:
-            arr = np.asarray(img.getchannel("A"))  # a cut-out: the alpha is the mask
-        else:
-            arr = np.asarray(img.convert("L"))
-    if arr.max(initial=0) == 1 and img.mode in ("L", "P", "1", "I", "I;16", "I;16B", "I;16L"):
-        arr = arr * 255  # a 0/1 label mask (common in datasets), not an almost-black soft mask
-    mask = arr.astype(np.float32) / 255.0
-    if size is not None and mask.shape != tuple(size):
+    img = _open(path, size)
+    mode = img.mode
+    if img.mode in SIXTEEN_BIT:  # a 16-bit mask: 0/1 labels, or 0-255 / 0-65535 by its values (masks are near binary)
+        raw = np.asarray(img)
+        top = 1 if raw.max(initial=0) == 1 else 255 if raw.max(initial=0) <= 255 else 65535
+        arr = np.clip(raw.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif img.mode == "F":
+        arr = _to_uint8_array(img)
+    elif img.mode in ("RGBA", "LA") and np.asarray(img.getchannel("A")).min() < 255:
+        arr = np.asarray(img.getchannel("A"))  # a cut-out: the alpha is the mask
+    else:
+        arr = np.asarray(img if img.mode == "L" else img.convert("L"))  # no second copy of an 8-bit mask
+    del img
+    if arr.max(initial=0) == 1 and mode in ("L", "P", "1", *SIXTEEN_BIT):
+        arr = arr * np.uint8(255)  # a 0/1 label mask (common in datasets), not an almost-black soft mask
+    if size is not None and arr.shape != tuple(size):
         h, w = size
-        mh, mw = mask.shape
+        mh, mw = arr.shape
         if abs(mh / mw - h / w) > 0.01 * (h / w):
             raise InputError(f"{path}: mask is {mw}x{mh} but the image is {w}x{h} (different aspect ratio)")
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+        factor = min(mh // h, mw // w) // 2
+        if factor >= 2:  # a mask 4+ times the image's side: an 8-bit box reduction first, to 2-3 times its side
+            arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr)).reduce(factor))
+        mask = cv2.resize(arr.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        mask = arr.astype(np.float32) / 255.0
     return np.clip(mask, 0.0, 1.0)
 
 
 def read_labels(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """A stored label map (uint16 PNG) as HxW int32, resized with nearest to ``size`` if given."""
     path = Path(path)
+    try:
+        with Image.open(path) as header:  # the size from the header, before OpenCV decodes it
+            limits.check_pixels(path, *header.size)
+    except (OSError, ValueError, SyntaxError):
+        pass  # not readable by PIL: OpenCV says what it makes of it below
     labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if labels is None or labels.ndim != 2:
         raise InputError(f"{path}: not a srin label map (expected a single-channel 8/16-bit PNG)")

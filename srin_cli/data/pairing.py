@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import InputError, UsageError
 from ..registry import MATCH_RULES
-from .io import IMAGE_EXTENSIONS, is_image_file, list_images  # noqa: F401 - list_images: the one image lister
+from .io import IMAGE_EXTENSIONS, is_broken_link, is_image_file, list_images  # noqa: F401 - list_images: the one image lister
 
 _TRAILING = re.compile(r"^(.*)_[^_]+$")
 
@@ -36,7 +36,7 @@ def _index(folder: Path) -> dict[str, list[Path]]:
     """stem -> the image files of a folder with that stem (usually one; more is ambiguous)."""
     found: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir(), key=lambda p: (p.stem, _ext_rank(p))) if folder.is_dir() else []:
-        if is_image_file(p):
+        if is_image_file(p) or is_broken_link(p):  # a broken link is found, then fails by name
             found.setdefault(p.stem, []).append(p)
     return found
 

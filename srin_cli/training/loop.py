@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..build import build_model, count_parameters, gflops, model_from_config, read_checkpoint, save_checkpoint
+from ..files import atomic_write, check_writable
 from ..metrics import score
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "val_mse", "val_fmse", "val_psnr", "seconds", "images_per_s"]
@@ -352,7 +353,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         train_ds.use_maps(Path(cfg.maps) if cfg.maps else None)
     val_sets = [ValSet(v, cfg, segmenter, i == 0) for i, v in enumerate(cfg.val_roots())]
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)  # only once the data has been found
+    check_writable(out)  # made only once the data has been found; an unwritable folder is one usage error
 
     _seed_everything(cfg.seed)
     model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch,
@@ -393,11 +394,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
     log_path = out / "log.csv"
     fields = LOG_FIELDS[:6] + [f for v in val_sets for f in v.fields()] + LOG_FIELDS[6:]
     if dist.main:
-        (out / "config.json").write_text(json.dumps({**asdict(cfg), "world_size": dist.world}, indent=2))
-        with log_path.open("w", newline="") as fh:  # rewrite from the history so a resumed log has no duplicates
-            w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(history)
+        atomic_write(out / "config.json", json.dumps({**asdict(cfg), "world_size": dist.world}, indent=2))
+        _write_log(log_path, fields, history)  # from the checkpoint's history: a resumed log has no duplicates
 
     steps = len(_train_loader(train_ds, cfg, dist, 0))
     task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps) if progress else None
@@ -444,8 +442,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
             if average is not None:
                 train_state["raw_state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             save_checkpoint(last, shipped, summary, extra={"train_state": train_state})
-            with log_path.open("a", newline="") as fh:  # after the checkpoint: the log never runs ahead of it
-                csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore").writerow(row)
+            _write_log(log_path, fields, history)  # after the checkpoint: the log never runs ahead of it
         best = min(best, current)
         log(" ".join(f"{k}={v}" for k, v in row.items()))
     final = out / "model.pt"
@@ -455,6 +452,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
             _export_fast_path(final, log)
     dist.close()
     return final
+
+
+def _write_log(path: Path, fields: list[str], history: list[dict]) -> None:
+    """log.csv rewritten whole and atomically from the history (a failed write, a full disk, leaves the previous
+    log: never a half row); ``--resume`` rewrites it from last.pt's history, so it always matches the checkpoints."""
+    import io
+
+    buffer = io.StringIO()
+    w = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\r\n")
+    w.writeheader()
+    w.writerows(history)
+    atomic_write(path, buffer.getvalue())
 
 
 def _export_fast_path(checkpoint: Path, log) -> None:
