@@ -125,6 +125,25 @@ def test_gated_loss_and_chroma_term():
     assert torch.isfinite(loss) and model.gate_head[-1].weight.grad.abs().sum() > 0
 
 
+def test_grey_term_is_one_sided_and_per_pixel():
+    from srin_cli.training.loop import chroma_loss, grey_loss
+
+    torch.manual_seed(0)
+    real = torch.rand(1, 3, 16, 16)
+    mask = torch.ones(1, 1, 16, 16)
+    grey = real.mean(dim=1, keepdim=True).expand_as(real)
+    vivid = (real - grey) * 1.5 + grey  # more colourful than the real photo everywhere
+    assert grey_loss(real, real, mask).item() == pytest.approx(0.0, abs=1e-3)
+    assert grey_loss(grey, real, mask).item() > 0.05
+    assert grey_loss(vivid, real, mask).item() == pytest.approx(0.0, abs=1e-3)  # only losing colour costs
+    # half the pixels washed out, half over-saturated: the mean chroma nets out, the per-pixel term does not
+    half = real.clone()
+    half[..., :8] = grey[..., :8]
+    half[..., 8:] = ((real - grey) * 2 + grey)[..., 8:]
+    assert grey_loss(half, real, mask).item() > 0.05
+    assert grey_loss(half, real, mask).item() > 10 * chroma_loss(half, real, mask).item()
+
+
 def test_train_with_recipe_gate_ema_init_and_resume(tmp_path):
     """Two pooled folders, the whole recipe, a gate, EMA weights and a warm start; then --resume continues the
     same run (the log keeps one row per epoch, the do-no-harm column is filled)."""

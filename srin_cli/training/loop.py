@@ -61,6 +61,7 @@ class TrainConfig:
     augment: bool = False
     gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
+    grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)
     ema: float = 0.0  # decay of the weight average that is validated and saved (0: none)
     init: str | None = None  # start from this checkpoint's weights (those whose names and shapes match)
     segmenter_options: dict = field(default_factory=dict)  # create_segmenter(segmenter, **options)
@@ -96,23 +97,44 @@ def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
 
 
+def _chroma(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel chroma B x H x W in an opponent space (R-G, (R+G)/2-B)."""
+    a = x[:, 0] - x[:, 1]
+    b = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
+    return torch.sqrt(a * a + b * b + 1e-6)
+
+
 def chroma_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """|mean foreground chroma of pred - that of real|, per image, averaged: penalises washing colour out (and
-    over-saturating) without asking for a particular hue. Chroma in an opponent space (R-G, (R+G)/2-B)."""
-    def chroma(x):
-        a = x[:, 0] - x[:, 1]
-        b = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
-        return torch.sqrt(a * a + b * b + 1e-6)
-
+    over-saturating) without asking for a particular hue."""
     m = mask[:, 0]
     area = m.sum(dim=(1, 2)).clamp_min(1.0)
-    return (((chroma(pred) - chroma(real)) * m).sum(dim=(1, 2)) / area).abs().mean()
+    return (((_chroma(pred) - _chroma(real)) * m).sum(dim=(1, 2)) / area).abs().mean()
+
+
+def grey_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Chroma lost pixel by pixel: mean over the foreground of max(0, chroma(real) - chroma(pred)), per image,
+    averaged. One-sided and per pixel, so the "desaturated middle" that L1 prefers under hue ambiguity costs
+    even where other pixels of the same object were over-saturated (which :func:`chroma_loss` would net out)."""
+    m = mask[:, 0]
+    area = m.sum(dim=(1, 2)).clamp_min(1.0)
+    return ((torch.relu(_chroma(real) - _chroma(pred)) * m).sum(dim=(1, 2)) / area).mean()
+
+
+def _colour_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The chroma and grey terms with their weights (0 when both are off)."""
+    out = pred.new_zeros(())
+    if cfg.chroma_weight:
+        out = out + cfg.chroma_weight * chroma_loss(pred, real, mask)
+    if cfg.grey_weight:
+        out = out + cfg.grey_weight * grey_loss(pred, real, mask)
+    return out
 
 
 def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     """The training objective for one batch.
 
-    Without a gate: ``cfg.loss`` on the output (+ ``chroma_weight`` x :func:`chroma_loss`). With a gate
+    Without a gate: ``cfg.loss`` on the output (+ the weighted :func:`chroma_loss` and :func:`grey_loss`). With a gate
     (output I + a (T(I) - I)): the same on the gated output, plus the loss of the ungated T on the pairs that
     were recoloured (so T learns the whole correction even where a hesitates) and a binary cross-entropy that
     teaches a whether the pair was recoloured.
@@ -123,14 +145,11 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     comp, mask, real = batch["composite"], batch["mask"], batch["real"]
     if not core.config.gate:
         pred = model(comp, mask, batch["semantic"])
-        loss = compute_loss(cfg.loss, pred, real, mask)
-        return loss + cfg.chroma_weight * chroma_loss(pred, real, mask) if cfg.chroma_weight else loss
+        return compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
     params, logit = model(comp, mask, batch["semantic"], parts=True)
     alpha = torch.sigmoid(logit)[:, :, None, None]
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
-    loss = compute_loss(cfg.loss, pred, real, mask)
-    if cfg.chroma_weight:
-        loss = loss + cfg.chroma_weight * chroma_loss(pred, real, mask)
+    loss = compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
     changed = batch["changed"].view(-1)
     if changed.sum() > 0:
         keep = changed > 0.5
