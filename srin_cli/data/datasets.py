@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from ..errors import InputError
 from ..semantic import encode_semantic
 from .io import read_image, read_mask
-from .pairing import list_images, pair_items
+from .pairing import iharmony4_list, list_images, pair_items
 
 
 def _resize(image: np.ndarray, size: int, interpolation=cv2.INTER_AREA) -> np.ndarray:
@@ -279,20 +279,6 @@ class FixedPairs(_Base):
             labels = self.labels_for(index, comp)
         mask = _resize(read_mask(it.mask), self.size, cv2.INTER_LINEAR)
         return self._pack(comp, real, mask, labels, not self.reals_as_composites)
-
-
-def iharmony4_list(root: Path, split: str = "train") -> list[Path] | None:
-    lists = sorted(root.glob(f"*_{split}.txt"))
-    if not lists:
-        return None
-    out = []
-    for lst in lists:
-        for line in lst.read_text().split():
-            # "c1_1_1.jpg" (in composite_images/), "composite_images/c1_1_1.jpg" or, in the iHarmony4 root's
-            # IHD_train.txt, "HCOCO/composite_images/c1_1_1.jpg"
-            p = Path(line)
-            out.append(root / p if len(p.parts) > 1 and p.parts[-2] == "composite_images" else root / "composite_images" / p.name)
-    return out
 
 
 def open_dataset(root: Path, size: int, segmenter, split: str = "train", limit: int | None = None, regions: int = 0,

@@ -7,6 +7,7 @@ Matching rules (``--match``):
 * ``iharmony4``  ``c1_1_4.jpg`` -> mask ``c1_1.png`` -> real ``c1.jpg`` (drop one ``_N`` per step);
 * ``auto``       (default) the same stem first, then the iHarmony4 rule.
 Real images (for evaluation) are found by the same stem or by dropping ``_N`` parts.
+An iHarmony4 folder lists its composites per split (``*_train.txt``, ``*_test.txt``: :func:`iharmony4_list`).
 Two files with one stem (``x.png`` and ``x.jpg``) are never guessed between: composites that would write the
 same output, or a mask / real image that is ambiguous, make that item fail with a message naming both files.
 """
@@ -132,3 +133,45 @@ def dataset_layout(root: Path) -> dict[str, Path]:
     if "masks" not in layout:
         raise InputError(f"{root}: no masks/ folder")
     return layout
+
+
+def iharmony4_list(root: Path, split: str = "train") -> list[Path] | None:
+    """The composites the ``*_{split}.txt`` lists of ``root`` name (None when it has no such list)."""
+    lists = sorted(root.glob(f"*_{split}.txt"))
+    if not lists:
+        return None
+    out = []
+    for lst in lists:
+        for line in lst.read_text().split():
+            # "c1_1_1.jpg" (in composite_images/), "composite_images/c1_1_1.jpg" or, in the iHarmony4 root's
+            # IHD_train.txt, "HCOCO/composite_images/c1_1_1.jpg"
+            p = Path(line)
+            out.append(root / p if len(p.parts) > 1 and p.parts[-2] == "composite_images" else root / "composite_images" / p.name)
+    return out
+
+
+def _has_lists(folder: Path) -> bool:
+    return any(folder.glob("*_train.txt")) or any(folder.glob("*_test.txt"))
+
+
+def iharmony4_composites(root: Path, split: str = "train") -> tuple[list[Path], list[Path]] | None:
+    """The composites an iHarmony4 folder lists for ``split`` (``train``, ``test``, or ``all``: both), in list
+    order without repeats, and the list files read; None when ``root`` is not such a folder.
+
+    ``root`` is the release's root (``IHD_train.txt``: what ``srin train ROOT`` reads) or one sub-dataset
+    (``HCOCO/HCOCO_train.txt``); a root without lists of its own reads those of its sub-datasets."""
+    if not root.is_dir():
+        return None
+    if not _has_lists(root):
+        subs = [d for d in sorted(root.iterdir()) if d.is_dir() and (d / "composite_images").is_dir() and _has_lists(d)]
+        if not subs:
+            return None
+        found = [iharmony4_composites(d, split) for d in subs]
+        return (list(dict.fromkeys(f for files, _ in found for f in files)),
+                [lst for _, lists in found for lst in lists])
+    files: list[Path] = []
+    lists: list[Path] = []
+    for s in (("train", "test") if split == "all" else (split,)):
+        lists += sorted(root.glob(f"*_{s}.txt"))
+        files += iharmony4_list(root, s) or []
+    return list(dict.fromkeys(files)), lists
