@@ -69,9 +69,12 @@ def test_segment_behaves_like_harmonize(tmp_path, pairs):
     assert r.exit_code == 0, r.output
     listed = r.stdout.split()
     assert listed == [str(maps / f"img_{i:03d}_1.png") for i in range(4)] and all(map(lambda p: p and __import__("os").path.isfile(p), listed))
-    assert r.stderr.strip() == f"4 maps written to {maps}/, 0 skipped (already there), 0 failed"
+    summary, _, timing = r.stderr.strip().partition("; ")  # then the time per image segmented
+    assert summary == f"4 maps written to {maps}/, 0 skipped (already there), 0 failed" and "s per image segmented" in timing
     r = run("segment", str(pairs), "-o", str(maps), "--json")
     assert r.exit_code == 0
-    assert json.loads(r.stdout) == {"out": str(maps), "written": 0, "skipped": 4, "failed": [], "files": []}
+    summary = json.loads(r.stdout)
+    assert summary.pop("elapsed_seconds") >= 0
+    assert summary == {"out": str(maps), "written": 0, "skipped": 4, "failed": [], "files": [], "seconds_per_image": None}
     r = run("segment", str(tmp_path / "nonexistent"), "-o", str(maps))
     assert r.exit_code == 2 and "no such file or folder" in r.stderr

@@ -13,7 +13,7 @@ from .common import (Device, err_console, failure_printer, handled_errors, make_
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MaxPixelsOpt,
                       MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
-                      ModelSegmenterOpt, ScaleOpt, StabilityOpt, segmenter_kwargs)
+                      ModelSegmenterOpt, ScaleOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
 
 
 def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], Path]:
@@ -53,7 +53,7 @@ def harmonize(
     min_size: MinSizeOpt = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
-    shard_spec: Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (stable hash of the name), so N workers cover a folder exactly once.")] = None,
+    shard_spec: ShardOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
@@ -137,15 +137,29 @@ def _print_written(written: list[str], out: Path, as_json: bool, interrupted: bo
             print_path(path)
 
 
-def print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: bool, what: str = "images") -> None:
-    """The written paths (or a JSON summary) on stdout; the counts and failures on stderr (harmonize, segment)."""
+def print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: bool, what: str = "images",
+                  timing: tuple[float, float] | None = None) -> None:
+    """The written paths (or a JSON summary) on stdout; the counts and failures on stderr (harmonize, segment).
+    ``timing`` (segment): (seconds spent reading, segmenting and writing the outputs written, wall-clock seconds of
+    the batch), told as the mean time per image written (skipped and failed ones excluded) and the elapsed time."""
+    per_item = timing[0] / report.done if timing is not None and report.done else None
     if as_json:
-        print(json.dumps({"out": str(out), "written": report.done, "skipped": report.skipped,
-                          "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}))
+        summary = {"out": str(out), "written": report.done, "skipped": report.skipped,
+                   "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}
+        if timing is not None:
+            summary.update(seconds_per_image=None if per_item is None else round(per_item, 6), elapsed_seconds=round(timing[1], 6))
+        print(json.dumps(summary))
     else:
         for path in written:
             print_path(path)
     if not quiet:
-        err_console.print(f"{report.done} {what} written to {out}/, {report.skipped} skipped (already there), "
-                          f"{len(report.failures)} failed", markup=False)
+        line = f"{report.done} {what} written to {out}/, {report.skipped} skipped (already there), {len(report.failures)} failed"
+        if per_item is not None:
+            line += f"; {_seconds(per_item)} s per image segmented, {_seconds(timing[1])} s elapsed"
+        err_console.print(line, markup=False)
         print_failures(report.failures)
+
+
+def _seconds(value: float) -> str:
+    """3 significant digits, never in exponent form: 0.00412, 61.2, 1234."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"

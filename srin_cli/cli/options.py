@@ -44,6 +44,7 @@ NetworkBackendOpt = Annotated[str, registry_option(NETWORK_BACKENDS, help="How t
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when available.", rich_help_panel=MODEL)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-file messages.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a batch resumes).", rich_help_panel=OUTPUT)]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (stable hash of the name), so N workers cover a folder exactly once.")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders and mirror them in the output.")]
 MatchOpt = Annotated[str, registry_option(MATCH_RULES, help="Mask pairing rule")]
 FormatOpt = Annotated[str, registry_option(OUTPUT_FORMATS, "--format", help="Output format", rich_help_panel=OUTPUT)]

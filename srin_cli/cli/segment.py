@@ -1,4 +1,4 @@
-"""srin segment: compute semantic label maps once, to reuse with harmonize --maps."""
+"""srin segment: compute semantic label maps once, to reuse with harmonize --maps and train --maps."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ import typer
 from .common import Device, failure_printer, handled_errors, make_progress, resolve_device
 from .harmonize import print_outcome
 from .options import (DEFAULT_MAX_PIXELS, OUTPUT, DeviceOpt, IouOpt, MaxPixelsOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
-                      SamModelOpt, ScaleOpt, SegmenterOpt, StabilityOpt, segmenter_kwargs)
+                      SamModelOpt, ScaleOpt, SegmenterOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
 
 
 def segment(
@@ -25,6 +25,10 @@ def segment(
     min_size: MinSizeOpt = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
+    shard_spec: ShardOpt = None,
+    workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment images (0: inline). sam and sam2 use "
+                                         "one at most: their automatic mask generator keeps per-image state and takes one "
+                                         "image per call, so there is no --batch.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device.auto,
@@ -32,28 +36,24 @@ def segment(
 ) -> None:
     """Write one semantic label map (lossless 16-bit PNG, 0 = no segment, 1..N) and one colour preview per image.
 
-    Takes the inputs harmonize takes (a folder holding composite_images/ reads that). Prints the written maps on
-    stdout (or a JSON summary with --json); progress and messages go to stderr.
+    Takes the inputs harmonize takes (a folder holding composite_images/ reads that). Maps that exist are skipped,
+    so a rerun resumes. Prints the written maps on stdout (or a JSON summary with --json);
+    progress and messages go to stderr, ending with the mean time per map segmented.
     """
     with handled_errors("srin segment"):
-        from ..batch import check_writable, clean_stale_temp, collect_inputs, refuse_overwriting_inputs, run_batch
-        from ..limits import set_max_pixels
-        from ..data.io import read_image, write_image, write_labels
-        from ..data.pairing import Item
+        import time
+
+        from .. import limits
+        from ..batch import check_writable, clean_stale_temp, refuse_overwriting_inputs, run_batch, shard
+        from ..data.io import header_pixels, read_image, write_image, write_labels
         from ..registry import SEGMENTERS
         from ..segmentation import create_segmenter
         from ..semantic import colorize_labels
 
-        set_max_pixels(max_pixels)
-        if len(images) == 1 and (images[0] / "composite_images").is_dir():
-            images = [images[0] / "composite_images"]  # the layout harmonize reads
-        files, base = collect_inputs(images, recursive, exclude=out)
-        refuse_overwriting_inputs(out, [base] if base is not None else sorted({f.parent for f in files}))
-        kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
-                              stability_score_thresh, scale, min_size, resolve_device(device) if SEGMENTERS[segmenter].info["uses_device"] else "cpu")
-        seg = create_segmenter(segmenter, **kw)
-        items = [Item(f, None, name=str(f.relative_to(base).with_suffix("")) if base else f.stem) for f in files]
-        by_name: dict[str, list[Item]] = {}
+        limits.set_max_pixels(max_pixels)
+        items, input_dirs = _inputs(images, recursive, out)
+        refuse_overwriting_inputs(out, input_dirs)
+        by_name: dict[str, list] = {}
         for item in items:
             by_name.setdefault(item.name, []).append(item)
         for same in by_name.values():  # x.png + x.jpg would write one map x.png: never guess which
@@ -61,22 +61,56 @@ def segment(
                 listed = " and ".join(str(i.composite.name) for i in same)
                 for item in same:
                     item.error = f"{listed} would share the map {item.name}.png; rename one"
+        items = shard(items, shard_spec, key=lambda i: i.name)  # the names harmonize --shard hashes: the same split
+        kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
+                              stability_score_thresh, scale, min_size, resolve_device(device) if SEGMENTERS[segmenter].info["uses_device"] else "cpu")
+        seg = create_segmenter(segmenter, **kw)
+        workers = workers if getattr(seg, "thread_safe", True) else min(workers, 1)  # as harmonize's loader threads
         check_writable(out)  # before any work: an unwritable folder is one usage error
         clean_stale_temp([out / sub / f"{i.name}.png" for i in items for sub in (".", "preview")])  # a killed run's temp files
 
         written: list[str] = []
+        busy = [0.0]  # seconds spent reading, segmenting and writing the maps written
 
-        def work(item) -> bool:
-            target = out / f"{item.name}.png"
-            if target.exists() and not overwrite:
-                return False
+        def exists(item) -> bool:
+            return not overwrite and (out / f"{item.name}.png").exists()
+
+        def load(item):  # in the loader threads: decode and segment
+            if exists(item):
+                return None
+            start = time.perf_counter()
             labels = seg(read_image(item.composite))
+            return labels, time.perf_counter() - start
+
+        def work(item, loaded) -> bool:  # in order, in this thread: write
+            if loaded is None:
+                return False
+            labels, seconds = loaded
+            start = time.perf_counter()
+            target = out / f"{item.name}.png"
             write_labels(target, labels)
             write_image(out / "preview" / f"{item.name}.png", colorize_labels(labels))
+            busy[0] += seconds + time.perf_counter() - start
             written.append(str(target))
             return True
 
+        started = time.perf_counter()
         with make_progress(quiet) as progress:
-            report = run_batch(items, work, lambda i: str(i.composite), progress, failure_printer(progress, quiet), "segment")
-    print_outcome(report, written, out, as_json, quiet, "maps")
+            report = run_batch(items, work, lambda i: str(i.composite), progress, failure_printer(progress, quiet), "segment",
+                               load=load, workers=workers, cost=lambda i: 0 if exists(i) else header_pixels(i.composite),
+                               max_cost=limits.IN_FLIGHT_PIXELS)
+        elapsed = time.perf_counter() - started
+    print_outcome(report, written, out, as_json, quiet, "maps", timing=(busy[0], elapsed))
     raise typer.Exit(report.exit_code)
+
+
+def _inputs(images: list[Path], recursive: bool, out: Path):
+    """The images to segment, each named as harmonize --maps looks it up, and the folders they are read from."""
+    from ..batch import collect_inputs
+    from ..data.pairing import Item
+
+    if len(images) == 1 and (images[0] / "composite_images").is_dir():
+        images = [images[0] / "composite_images"]  # the layout harmonize reads
+    files, base = collect_inputs(images, recursive, exclude=out)
+    items = [Item(f, None, name=str(f.relative_to(base).with_suffix("")) if base else f.stem) for f in files]
+    return items, [base] if base is not None else sorted({f.parent for f in files})
