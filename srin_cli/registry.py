@@ -8,7 +8,8 @@ tables without importing torch.
 
 The tables: :data:`MODELS` (shipped checkpoints), :data:`NORMS` (the network's normalization),
 :data:`SEGMENTERS`, :data:`METHODS` (how ``harmonize``/``evaluate`` recolour), :data:`NETWORK_BACKENDS` (how the
-network runs), :data:`LOSSES`, :data:`MATCH_RULES` (mask pairing) and :data:`OUTPUT_FORMATS`.
+network runs), :data:`LOSSES`, :data:`MATCH_RULES` (mask pairing), :data:`SPLITS` (iHarmony4 lists) and
+:data:`OUTPUT_FORMATS`.
 """
 from __future__ import annotations
 
@@ -151,6 +152,13 @@ MATCH_RULES = Registry("--match", {
     "stem": Entry(None, "x.jpg pairs with masks/x.png"),
     "suffix": Entry(None, "x.jpg pairs with masks/x<--mask-suffix>.png"),
     "iharmony4": Entry(None, "c1_1_4.jpg pairs with masks/c1_1.png"),
+})
+
+# which composites of an iHarmony4 folder (srin_cli.data.pairing.iharmony4_composites)
+SPLITS = Registry("--split", {
+    "train": Entry(None, "those *_train.txt lists, which srin train reads"),
+    "test": Entry(None, "those *_test.txt lists, which evaluate scores"),
+    "all": Entry(None, "both"),
 })
 
 OUTPUT_FORMATS = Registry("--format", {

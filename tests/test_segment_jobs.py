@@ -1,4 +1,5 @@
-"""srin segment as a long job: resumable, sharded like harmonize, timed, threaded."""
+"""srin segment as a long job: resumable, sharded like harmonize, timed, threaded, and aware of the training layouts
+(an iHarmony4 tree, real_images/ + masks/) so that the maps it writes are the ones train --maps reads."""
 from __future__ import annotations
 
 import json
@@ -7,11 +8,13 @@ import threading
 import time
 
 import numpy as np
+import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from srin_cli.cli.main import app
 
-from conftest import make_pairs
+from conftest import blob_image, make_pairs
 
 runner = CliRunner()
 
@@ -20,8 +23,120 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def fake_iharmony4(root, subsets=(("HCOCO", "c"), ("HAdobe5k", "a")), size=(24, 32)):
+    """root/SUB/{composite_images,masks,real_images} with iHarmony4 names (c1_1_2.jpg -> masks/c1_1.png ->
+    real_images/c1.jpg), SUB_train.txt / SUB_test.txt, and the root's IHD_train.txt / IHD_test.txt.
+    Returns {split: [composite stems]}."""
+    rng = np.random.default_rng(0)
+    h, w = size
+    names = {"train": [], "test": []}
+    root_lists = {"train": [], "test": []}
+    for sub, letter in subsets:
+        for d in ("composite_images", "masks", "real_images"):
+            (root / sub / d).mkdir(parents=True)
+        lists = {"train": [], "test": []}
+        for photo in (1, 2):
+            real = blob_image(rng, h, w)
+            Image.fromarray(real).save(root / sub / "real_images" / f"{letter}{photo}.jpg")
+            mask = np.zeros((h, w), np.uint8)
+            mask[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 255
+            Image.fromarray(mask).save(root / sub / "masks" / f"{letter}{photo}_1.png")
+            for k in (1, 2):
+                comp = np.clip(real.astype(int) + rng.integers(-40, 40, 3), 0, 255).astype(np.uint8)
+                name = f"{letter}{photo}_1_{k}"
+                Image.fromarray(comp).save(root / sub / "composite_images" / f"{name}.jpg")
+                split = "test" if (photo, k) == (2, 2) else "train"
+                lists[split].append(f"{name}.jpg")
+                root_lists[split].append(f"{sub}/composite_images/{name}.jpg")
+                names[split].append(name)
+        for split, lines in lists.items():
+            (root / sub / f"{sub}_{split}.txt").write_text("\n".join(lines) + "\n")
+    for split, lines in root_lists.items():
+        (root / f"IHD_{split}.txt").write_text("\n".join(lines) + "\n")
+    return names
+
+
+@pytest.fixture
+def count_segmentations(monkeypatch):
+    """Counts the felzenszwalb segmentations that any command runs."""
+    from srin_cli.segmentation.classical import FelzenszwalbSegmenter
+
+    calls = []
+    original = FelzenszwalbSegmenter.__call__
+
+    def counted(self, image):
+        calls.append(image.shape)
+        return original(self, image)
+
+    monkeypatch.setattr(FelzenszwalbSegmenter, "__call__", counted)
+    return calls
+
+
 def _stamps(maps):
     return {p.name: p.stat().st_mtime_ns for p in maps.glob("*.png")}
+
+
+def test_segment_an_iharmony4_tree_then_train_reads_those_maps(tmp_path, count_segmentations):
+    """segment ROOT writes one map per composite of the train lists, named as train --maps looks them up: training
+    from them segments nothing and writes no map; --split test adds the test composites, after which harmonize on
+    a sub-dataset finds every map too."""
+    root = tmp_path / "iHarmony4"
+    names = fake_iharmony4(root)
+    maps = tmp_path / "maps"
+    r = run("segment", root, "-o", maps)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.stem for p in maps.glob("*.png")) == sorted(names["train"])  # not the test composites
+    assert sorted(r.stdout.split()) == sorted(str(maps / f"{n}.png") for n in names["train"])
+    assert f"iHarmony4: {len(names['train'])} train composite(s) listed in IHD_train.txt" in r.stderr
+    assert len(count_segmentations) == len(names["train"])
+
+    stamps = _stamps(maps)
+    count_segmentations.clear()
+    r = run("train", root, "--maps", maps, "-o", tmp_path / "run", "--epochs", "1", "--image-size", "32",
+            "--widths", "8,16", "--batch-size", "2", "--no-onnx", "-q")
+    assert r.exit_code == 0, r.output
+    assert count_segmentations == []  # every map was found: none recomputed
+    assert _stamps(maps) == stamps  # and none rewritten or added
+
+    r = run("segment", root / "HCOCO", "-o", maps, "--split", "test")  # a sub-dataset and its own lists
+    assert r.exit_code == 0, r.output
+    assert [p.rsplit("/", 1)[-1] for p in r.stdout.split()] == [f"{n}.png" for n in names["test"] if n.startswith("c")]
+    assert "listed in HCOCO_test.txt" in r.stderr
+    count_segmentations.clear()
+    r = run("harmonize", root / "HCOCO", "--maps", maps, "-o", tmp_path / "out", "--checkpoint", tmp_path / "run" / "model.pt", "-q")
+    assert r.exit_code == 0, r.output
+    assert count_segmentations == [] and len(list((tmp_path / "out").glob("*.png"))) == 4
+
+
+def test_iharmony4_root_without_its_own_lists_reads_the_subsets_lists(tmp_path):
+    root = tmp_path / "iHarmony4"
+    names = fake_iharmony4(root)
+    for split in ("train", "test"):
+        (root / f"IHD_{split}.txt").unlink()
+    r = run("segment", root, "-o", tmp_path / "maps", "--split", "all", "--json", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.stem for p in (tmp_path / "maps").glob("*.png")) == sorted(names["train"] + names["test"])
+    r = run("segment", root, "-o", tmp_path / "none", "--split", "bogus")
+    assert r.exit_code == 2 and "unknown --split 'bogus'" in r.output
+    r = run("segment", make_pairs(tmp_path / "pairs", n=1), "-o", tmp_path / "m", "--split", "train")
+    assert r.exit_code == 2 and "--split needs an iHarmony4 folder" in r.output
+
+
+def test_segment_photos_folder_names_maps_as_train_reads_them(tmp_path):
+    """A real_images/ + masks/ folder (composites made on the fly) is segmented in real_images/, by the names the
+    training set looks its maps up by."""
+    import shutil
+
+    from srin_cli.data.datasets import open_training_set
+
+    pairs = make_pairs(tmp_path / "pairs", n=3)
+    photos = tmp_path / "photos"
+    shutil.copytree(pairs / "real_images", photos / "real_images")
+    shutil.copytree(pairs / "masks", photos / "masks")
+    r = run("segment", photos, "-o", tmp_path / "maps", "-q")
+    assert r.exit_code == 0, r.output
+    names = open_training_set([photos], 32, lambda im: np.ones(im.shape[:2], np.int32)).names
+    assert sorted(p.stem for p in (tmp_path / "maps").glob("*.png")) == sorted(names)
 
 
 def test_resume_shards_and_timing(tmp_path):

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..limits import DEFAULT_MAX_PIXELS
-from ..registry import LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS, SEGMENTERS, Registry
+from ..registry import LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS, SEGMENTERS, SPLITS, Registry
 from .common import Device, fail
 
 SEG = "Segmentation"
@@ -45,6 +45,7 @@ DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when available.
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-file messages.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a batch resumes).", rich_help_panel=OUTPUT)]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (stable hash of the name), so N workers cover a folder exactly once.")]
+SplitOpt = Annotated[Optional[str], registry_option(SPLITS, help="iHarmony4 folders only, which composites", more="Default: train.", show_default=False)]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders and mirror them in the output.")]
 MatchOpt = Annotated[str, registry_option(MATCH_RULES, help="Mask pairing rule")]
 FormatOpt = Annotated[str, registry_option(OUTPUT_FORMATS, "--format", help="Output format", rich_help_panel=OUTPUT)]

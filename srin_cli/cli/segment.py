@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from .common import Device, failure_printer, handled_errors, make_progress, resolve_device
+from .common import Device, err_console, failure_printer, handled_errors, make_progress, resolve_device
 from .harmonize import print_outcome
 from .options import (DEFAULT_MAX_PIXELS, OUTPUT, DeviceOpt, IouOpt, MaxPixelsOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
-                      SamModelOpt, ScaleOpt, SegmenterOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
+                      SamModelOpt, ScaleOpt, SegmenterOpt, ShardOpt, SplitOpt, StabilityOpt, segmenter_kwargs)
 
 
 def segment(
@@ -26,6 +26,7 @@ def segment(
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     shard_spec: ShardOpt = None,
+    split: SplitOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment images (0: inline). sam and sam2 use "
                                          "one at most: their automatic mask generator keeps per-image state and takes one "
                                          "image per call, so there is no --batch.")] = 2,
@@ -36,9 +37,11 @@ def segment(
 ) -> None:
     """Write one semantic label map (lossless 16-bit PNG, 0 = no segment, 1..N) and one colour preview per image.
 
-    Takes the inputs harmonize takes (a folder holding composite_images/ reads that). Maps that exist are skipped,
-    so a rerun resumes. Prints the written maps on stdout (or a JSON summary with --json);
-    progress and messages go to stderr, ending with the mean time per map segmented.
+    Takes the inputs harmonize takes (a folder holding composite_images/ reads that) and the training sets train
+    takes, named as train --maps looks them up: real_images/ + masks/ reads real_images/; an iHarmony4 folder (the
+    release's root with IHD_train.txt, or a sub-dataset) reads the composites its lists name (--split). Maps that
+    exist are skipped, so a rerun resumes. Prints the written maps on stdout (or a JSON summary with --json);
+    progress and messages go to stderr, ending with the mean time per image segmented.
     """
     with handled_errors("srin segment"):
         import time
@@ -51,7 +54,7 @@ def segment(
         from ..semantic import colorize_labels
 
         limits.set_max_pixels(max_pixels)
-        items, input_dirs = _inputs(images, recursive, out)
+        items, input_dirs, note = _inputs(images, recursive, out, split)
         refuse_overwriting_inputs(out, input_dirs)
         by_name: dict[str, list] = {}
         for item in items:
@@ -68,6 +71,8 @@ def segment(
         workers = workers if getattr(seg, "thread_safe", True) else min(workers, 1)  # as harmonize's loader threads
         check_writable(out)  # before any work: an unwritable folder is one usage error
         clean_stale_temp([out / sub / f"{i.name}.png" for i in items for sub in (".", "preview")])  # a killed run's temp files
+        if note and not quiet:
+            err_console.print(note, markup=False)
 
         written: list[str] = []
         busy = [0.0]  # seconds spent reading, segmenting and writing the maps written
@@ -104,13 +109,30 @@ def segment(
     raise typer.Exit(report.exit_code)
 
 
-def _inputs(images: list[Path], recursive: bool, out: Path):
-    """The images to segment, each named as harmonize --maps looks it up, and the folders they are read from."""
+def _inputs(images: list[Path], recursive: bool, out: Path, split: str | None):
+    """The images to segment, each named as the commands that read the maps look it up, the folders they are read
+    from, and a note on a recognised dataset layout (or None)."""
     from ..batch import collect_inputs
-    from ..data.pairing import Item
+    from ..data.pairing import Item, iharmony4_composites
+    from ..errors import InputError, UsageError
 
-    if len(images) == 1 and (images[0] / "composite_images").is_dir():
-        images = [images[0] / "composite_images"]  # the layout harmonize reads
+    root = images[0] if len(images) == 1 and str(images[0]) != "-" and images[0].is_dir() else None
+    listed = iharmony4_composites(root, split or "train") if root is not None else None
+    if listed is not None:  # named by stem, as train (and harmonize on a sub-dataset) look them up
+        files, lists = listed
+        which = split or "train"
+        shown = ", ".join(str(lst.relative_to(root)) for lst in lists) or f"no *_{which}.txt"
+        if not files:
+            raise InputError(f"{root}: its iHarmony4 lists name no {which} composites ({shown}); see --split")
+        note = f"iHarmony4: {len(files)} {which} composite(s) listed in {shown}"
+        return [Item(f, None, name=f.stem) for f in files], sorted({f.parent for f in files}), note
+    if split is not None:
+        raise UsageError(f"--split needs an iHarmony4 folder (*_train.txt / *_test.txt lists); "
+                         f"{', '.join(map(str, images))} has none")
+    if root is not None and (root / "composite_images").is_dir():
+        images = [root / "composite_images"]  # the layout harmonize reads (and train's fixed pairs)
+    elif root is not None and (root / "real_images").is_dir() and (root / "masks").is_dir():
+        images = [root / "real_images"]  # photos train recolours on the fly: train --maps reads their maps
     files, base = collect_inputs(images, recursive, exclude=out)
     items = [Item(f, None, name=str(f.relative_to(base).with_suffix("")) if base else f.stem) for f in files]
-    return items, [base] if base is not None else sorted({f.parent for f in files})
+    return items, [base] if base is not None else sorted({f.parent for f in files}), None

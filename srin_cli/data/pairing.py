@@ -13,6 +13,7 @@ same output, or a mask / real image that is ambiguous, make that item fail with 
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,9 @@ def iharmony4_composites(root: Path, split: str = "train") -> tuple[list[Path], 
     if not root.is_dir():
         return None
     if not _has_lists(root):
-        subs = [d for d in sorted(root.iterdir()) if d.is_dir() and (d / "composite_images").is_dir() and _has_lists(d)]
+        with os.scandir(root) as entries:  # DirEntry.is_dir: no stat per file of a large image folder
+            folders = sorted(Path(e.path) for e in entries if e.is_dir())
+        subs = [d for d in folders if (d / "composite_images").is_dir() and _has_lists(d)]
         if not subs:
             return None
         found = [iharmony4_composites(d, split) for d in subs]
