@@ -174,7 +174,6 @@ class Sam2Segmenter:
 
     name = "sam2"
     thread_safe = False  # SAM2AutomaticMaskGenerator keeps per-image state (the predictor's features)
-    thread_safe = False  # the automatic mask generator keeps per-image state: one loader thread at most
 
     def __init__(
         self,
