@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from ..build import build_model, count_parameters, gflops, model_from_config, read_checkpoint, save_checkpoint
 from ..files import atomic_write, check_writable
 from ..metrics import score
+from .distributed import Dist, epoch_loader
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "val_mse", "val_fmse", "val_psnr", "seconds", "images_per_s"]
 #: per validation set NAME (its folder's name) after the first: NAME_fmse, NAME_psnr, ...; for every set:
@@ -169,67 +170,6 @@ def saved_loss(out: str | Path) -> str | None:
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-
-
-class Dist:
-    """The process group as torchrun describes it (WORLD_SIZE, RANK, LOCAL_RANK); world 1 without torchrun."""
-
-    def __init__(self, device: str):
-        import os
-
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device(device)
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if self.device.type == "cuda":
-                self.device = torch.device(f"cuda:{self.local_rank}")  # one process per GPU
-                torch.cuda.set_device(self.device)
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, *values: float) -> list[float]:
-        """Sum numbers over all ranks (identity on one process)."""
-        if self.world == 1:
-            return list(values)
-        import torch.distributed as dist
-
-        t = torch.tensor(values, dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
-        dist.all_reduce(t)
-        return t.tolist()
-
-    def wrap(self, model):
-        if self.world == 1:
-            return model
-        from torch.nn.parallel import DistributedDataParallel
-
-        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    def close(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-            dist.destroy_process_group()
-
-
-def _train_loader(ds, cfg: TrainConfig, dist: Dist, epoch: int) -> DataLoader:
-    """A DistributedSampler on every run (world 1 without torchrun): the global batch k is the same set of
-    images whatever the number of processes, each rank taking batch_size / world of them."""
-    from torch.utils.data.distributed import DistributedSampler
-
-    sampler = DistributedSampler(ds, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed,
-                                 drop_last=len(ds) >= dist.world)
-    sampler.set_epoch(epoch)
-    per_rank = cfg.batch_size // dist.world
-    return DataLoader(ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
-                      drop_last=len(sampler) > per_rank)
 
 
 @torch.no_grad()
@@ -416,7 +356,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         atomic_write(out / "config.json", json.dumps({**asdict(cfg), "world_size": dist.world}, indent=2))
         _write_log(log_path, fields, history)  # from the checkpoint's history: a resumed log has no duplicates
 
-    steps = len(_train_loader(train_ds, cfg, dist, 0))
+    steps = len(epoch_loader(train_ds, dist, 0, cfg.batch_size, cfg.seed, cfg.workers))
     task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps) if progress else None
     net.train()
     for epoch in range(start_epoch, cfg.epochs):
@@ -426,7 +366,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)
         train_ds.set_epoch(epoch, cfg.seed)
         t0, total, count = time.time(), 0.0, 0
-        loader = _train_loader(train_ds, cfg, dist, epoch)
+        loader = epoch_loader(train_ds, dist, epoch, cfg.batch_size, cfg.seed, cfg.workers)
         every = max(1, len(loader) // 4)  # a few lines per epoch for logs, where no progress bar shows
         for step, batch in enumerate(loader, start=1):
             b = {k: v.to(device) for k, v in batch.items()}
