@@ -51,7 +51,6 @@ class TrainConfig:
     workers: int = 0
     device: str = "cpu"
     segmenter: str = "felzenszwalb"
-    vary_segmentation: bool = True
     loss: str = "fn-l1"
     global_branch: bool = False
     threads: int | None = None
@@ -359,11 +358,11 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
     from ..data.datasets import Recipe, open_training_set
     from ..segmentation import create_segmenter
 
+    recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment)  # checks the shares
     segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
-    if cfg.segmenter == "felzenszwalb" and cfg.vary_segmentation and not cfg.maps and "scale" not in cfg.segmenter_options:
+    if cfg.segmenter == "felzenszwalb" and not cfg.maps and "scale" not in cfg.segmenter_options:
         train_segmenters = [create_segmenter("felzenszwalb", scale=s, **cfg.segmenter_options) for s in (100.0, 200.0, 500.0)]
-    recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment)
     train_ds = open_training_set([Path(d) for d in cfg.data_roots()], cfg.image_size, train_segmenters, cfg.limit,
                                  cfg.regions, recipe)
     if cfg.maps or cfg.segmenter != "felzenszwalb":
