@@ -299,7 +299,7 @@ class StartState:
     best: float = math.inf  # the best val_score so far (best.pt's)
     optimizer: dict | None = None  # the optimizer's state_dict
     average: dict | None = None  # the averaged weights (runs with ema)
-    resumed: bool = False
+    resumed: bool = False  # read from last.pt
 
 
 def start_state(cfg: TrainConfig, resume: bool, out: Path, device: torch.device, log) -> StartState:
@@ -358,7 +358,8 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
     from ..data.datasets import Recipe, open_training_set
     from ..segmentation import create_segmenter
 
-    recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment)  # checks the shares
+    # first: the Recipe checks the shares before a segmenter is loaded
+    recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment)
     segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
     if cfg.segmenter == "felzenszwalb" and not cfg.maps and "scale" not in cfg.segmenter_options:
@@ -393,8 +394,9 @@ def setup(cfg: TrainConfig, resume: bool, dist: Dist, log) -> TrainingRun:
     log(f"{cfg.norm}: {parameters:,} parameters, {flops:.2f} GFLOPs per {cfg.image_size}x{cfg.image_size} image, "
         f"{len(train_ds)} training images, {dist.world} process(es)")
     fields = LOG_FIELDS[:6] + [f for v in val_sets for f in v.fields()] + LOG_FIELDS[6:]
-    return TrainingRun(dist, out, train_ds, val_sets, model, net, optimizer, average, start.epoch, start.history,
-                       start.best, parameters, flops, fields)
+    return TrainingRun(dist=dist, out=out, train_ds=train_ds, val_sets=val_sets, model=model, net=net,
+                       optimizer=optimizer, average=average, start_epoch=start.epoch, history=start.history,
+                       best=start.best, parameters=parameters, gflops=flops, log_fields=fields)
 
 
 def run_epoch(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, device: torch.device,
