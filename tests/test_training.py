@@ -184,3 +184,29 @@ def _make_pairs(root, n=3, size=32):
         Image.fromarray(real).save(root / "real_images" / f"v{i}.png")
         Image.fromarray(comp).save(root / "composite_images" / f"v{i}_1.png")
         Image.fromarray(mask).save(root / "masks" / f"v{i}.png")
+
+
+def test_run_epoch_steps_once_per_batch_and_sums_the_loss():
+    """One pass: an optimizer step per batch, the weight average follows, the loss summed over the images."""
+    from srin_cli.build import build_model
+    from srin_cli.training.loop import WeightAverage, gated_loss, run_epoch
+
+    torch.manual_seed(0)
+    model = build_model("srin", widths=(4, 8), image_size=16)
+    cfg = TrainConfig(data="x", out="y", loss="l1")
+    batches = [{"composite": torch.rand(n, 3, 16, 16), "mask": (torch.rand(n, 1, 16, 16) > 0.5).float(),
+                "real": torch.rand(n, 3, 16, 16), "semantic": torch.rand(n, 3, 16, 16)} for n in (2, 3)]
+    with torch.no_grad():
+        first_loss = gated_loss(cfg, model, batches[0]).item()
+    before = [p.detach().clone() for p in model.parameters()]
+    average = WeightAverage(model, 0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = []
+    total, count = run_epoch(cfg, model, optimizer, batches, torch.device("cpu"), average,
+                             on_step=lambda step, n, mean: steps.append((step, n, mean)))
+    assert count == 5 and [s[:2] for s in steps] == [(1, 2), (2, 2)]
+    assert steps[0][2] == pytest.approx(first_loss, rel=1e-5) and steps[-1][2] == pytest.approx(total / count)
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    averaged = list(average.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, averaged))  # the average moved,
+    assert any(not torch.equal(a, p) for a, p in zip(averaged, model.parameters()))  # behind the model

@@ -58,17 +58,12 @@ def train(
     """Train a model (SRIN or a baseline normalization) from scratch; prints the final checkpoint's path."""
     with handled_errors("srin train"):
         from ..limits import set_max_pixels
-        from ..modeling.norms import NORMS
+        from ..registry import LOSSES
+        from ..training.loop import TrainConfig, saved_loss, train as train_model
 
         set_max_pixels(max_pixels)
-        if norm not in NORMS:
-            raise ValueError(f"unknown --norm {norm!r}; choose one of {', '.join(NORMS)}")
-        from ..training.loop import LOSSES, saved_loss
-
-        if loss is None:
-            loss = (saved_loss(out) if resume else None) or "fn-l1"
-        if loss not in LOSSES:
-            raise ValueError(f"unknown --loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if loss is None:  # --loss itself is checked by its option; a run folder's config.json is checked here
+            loss = LOSSES.check((saved_loss(out) if resume else None) or "fn-l1")
         if image_size % 16:
             raise ValueError(f"--image-size must be a multiple of 16, got {image_size}")
         width_list = _int_list("--widths", widths)
@@ -77,8 +72,6 @@ def train(
             raise ValueError(f"--norm-levels must lie in 0..{len(width_list) - 1}, got {norm_levels!r}")
         if regions == 1:
             raise ValueError("--regions must be 0 or at least 2 (the last channel holds the small regions)")
-        from ..training.loop import TrainConfig, train as run
-
         if init is not None and not init.is_file():
             raise ValueError(f"--init {init}: no such checkpoint")
         _check_run_folder(out, data, val or [], maps)
@@ -92,11 +85,9 @@ def train(
                           segmenter_options=segmenter_kwargs(segmenter, str(sam_checkpoint) if sam_checkpoint else None, sam_model,
                                                              points_per_side, pred_iou_thresh, stability_score_thresh,
                                                              scale, min_size, resolve_device(device)))
-        if untouched + mild > 1:
-            raise ValueError(f"--untouched and --mild must add up to at most 1, got {untouched + mild:g}")
         log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
         with make_progress(quiet) as progress:
-            final = run(cfg, resume=resume, progress=progress, log=log)
+            final = train_model(cfg, resume=resume, progress=progress, log=log)
         print(final)
 
 

@@ -6,6 +6,10 @@ the do-no-harm check), a row in ``log.csv``, ``last.pt`` (model + optimizer, to 
 best validation score so far, see :func:`val_score`), all written atomically. With ``ema`` the checkpoints hold
 an exponential moving average of the weights (what is validated and shipped); ``last.pt`` keeps both. Randomness is derived from
 (seed, epoch, index), so a run resumed after a kill draws the same composites as an uninterrupted one.
+
+:func:`train` is :func:`setup` (data, model, optimizer, resumed state), then per epoch :func:`train_epoch`
+(one :func:`run_epoch` pass at the epoch's learning rate and seeds), validation and :func:`save_checkpoints`.
+Processes under torchrun: :mod:`.distributed`.
 """
 from __future__ import annotations
 
@@ -18,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..build import build_model, count_parameters, gflops, model_from_config, read_checkpoint, save_checkpoint
 from ..files import atomic_write, check_writable
 from ..metrics import score
+from .distributed import Dist, epoch_loader
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "val_mse", "val_fmse", "val_psnr", "seconds", "images_per_s"]
 #: per validation set NAME (its folder's name) after the first: NAME_fmse, NAME_psnr, ...; for every set:
@@ -46,7 +51,6 @@ class TrainConfig:
     workers: int = 0
     device: str = "cpu"
     segmenter: str = "felzenszwalb"
-    vary_segmentation: bool = True
     loss: str = "fn-l1"
     global_branch: bool = False
     threads: int | None = None
@@ -171,67 +175,6 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-class Dist:
-    """The process group as torchrun describes it (WORLD_SIZE, RANK, LOCAL_RANK); world 1 without torchrun."""
-
-    def __init__(self, device: str):
-        import os
-
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device(device)
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if self.device.type == "cuda":
-                self.device = torch.device(f"cuda:{self.local_rank}")  # one process per GPU
-                torch.cuda.set_device(self.device)
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, *values: float) -> list[float]:
-        """Sum numbers over all ranks (identity on one process)."""
-        if self.world == 1:
-            return list(values)
-        import torch.distributed as dist
-
-        t = torch.tensor(values, dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
-        dist.all_reduce(t)
-        return t.tolist()
-
-    def wrap(self, model):
-        if self.world == 1:
-            return model
-        from torch.nn.parallel import DistributedDataParallel
-
-        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    def close(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-            dist.destroy_process_group()
-
-
-def _train_loader(ds, cfg: TrainConfig, dist: Dist, epoch: int) -> DataLoader:
-    """A DistributedSampler on every run (world 1 without torchrun): the global batch k is the same set of
-    images whatever the number of processes, each rank taking batch_size / world of them."""
-    from torch.utils.data.distributed import DistributedSampler
-
-    sampler = DistributedSampler(ds, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed,
-                                 drop_last=len(ds) >= dist.world)
-    sampler.set_epoch(epoch)
-    per_rank = cfg.batch_size // dist.world
-    return DataLoader(ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
-                      drop_last=len(sampler) > per_rank)
-
-
 @torch.no_grad()
 def validate(model, ds, cfg: TrainConfig, dist: Dist, composite_fmse: list[float] | None = None) -> dict:
     """Mean MSE / fMSE / PSNR over a validation set; each rank scores every world-th pair, sums are all-reduced.
@@ -346,12 +289,185 @@ def _warm_start(model: torch.nn.Module, path: str, log) -> None:
     log(f"initialised {len(match)}/{len(own)} tensors from {path}")
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> Path:
-    """Train from scratch or resume. Under torchrun (WORLD_SIZE > 1) this is DistributedDataParallel: nccl on
-    GPUs, gloo on CPUs, batch_size split over the ranks, metrics summed over ranks, files written by rank 0."""
+@dataclass
+class StartState:
+    """Where a run starts: a new model at epoch 0, or what last.pt holds to continue one."""
+
+    model: torch.nn.Module  # the weights the optimizer moves (not the average)
+    epoch: int = 0  # epochs done
+    history: list[dict] = field(default_factory=list)  # their log.csv rows
+    best: float = math.inf  # the best val_score so far (best.pt's)
+    optimizer: dict | None = None  # the optimizer's state_dict
+    average: dict | None = None  # the averaged weights (runs with ema)
+    resumed: bool = False  # read from last.pt
+
+
+def start_state(cfg: TrainConfig, resume: bool, out: Path, device: torch.device, log) -> StartState:
+    """With ``resume`` and an ``OUT/last.pt``: its model, optimizer and counters. Otherwise a new model (from
+    ``cfg.seed``), warm-started from ``cfg.init`` if given."""
+    _seed_everything(cfg.seed)
+    model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch,
+                        regions=cfg.regions, norm_levels=tuple(cfg.norm_levels), gate=cfg.gate,
+                        segmenter=cfg.segmenter).to(device)
+    last = out / "last.pt"
+    if resume and last.exists():
+        payload = read_checkpoint(last)
+        state = payload["train_state"]
+        model = model_from_config(payload["config"]).to(device)
+        model.load_state_dict(state.get("raw_state_dict", payload["state_dict"]))
+        log(f"resuming {out} at epoch {int(state['epoch']) + 1}/{cfg.epochs}")
+        return StartState(model, epoch=int(state["epoch"]), history=list(state["history"]),
+                          best=float(state.get("best_score", math.inf)), optimizer=state["optimizer"],
+                          average=payload["state_dict"] if "raw_state_dict" in state else None, resumed=True)
+    if resume:
+        log(f"nothing to resume in {out}; starting from scratch")
+    if cfg.init:
+        _warm_start(model, cfg.init, log)
+    return StartState(model)
+
+
+@dataclass
+class TrainingRun:
+    """Everything the epochs of one run share: data, validation sets, model, optimizer and where the run stands."""
+
+    dist: Dist
+    out: Path  # the run folder
+    train_ds: Dataset
+    val_sets: list[ValSet]
+    model: torch.nn.Module  # the weights the optimizer moves
+    net: torch.nn.Module  # ``model``, wrapped in DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    average: WeightAverage | None  # with ema
+    start_epoch: int
+    history: list[dict]  # log.csv's rows
+    best: float  # the best val_score so far
+    parameters: int
+    gflops: float
+    log_fields: list[str]  # log.csv's columns
+
+    @property
+    def shipped(self) -> torch.nn.Module:
+        """What is validated and saved: the weight average with ema, else the model."""
+        return self.average.model if self.average is not None else self.model
+
+
+def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
+    """The training set (composites drawn on the fly) and the validation sets. Felzenszwalb without saved
+    maps and without a fixed ``scale`` segments each training view at scales 100, 200 and 500; any other
+    segmenter, or ``cfg.maps``, gives one map per photo that the views are cut from."""
     from ..data.datasets import Recipe, open_training_set
     from ..segmentation import create_segmenter
 
+    # first: the Recipe checks the shares before a segmenter is loaded
+    recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment)
+    segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
+    train_segmenters = [segmenter]
+    if cfg.segmenter == "felzenszwalb" and not cfg.maps and "scale" not in cfg.segmenter_options:
+        train_segmenters = [create_segmenter("felzenszwalb", scale=s, **cfg.segmenter_options) for s in (100.0, 200.0, 500.0)]
+    train_ds = open_training_set([Path(d) for d in cfg.data_roots()], cfg.image_size, train_segmenters, cfg.limit,
+                                 cfg.regions, recipe)
+    if cfg.maps or cfg.segmenter != "felzenszwalb":
+        train_ds.use_maps(Path(cfg.maps) if cfg.maps else None)
+    val_sets = [ValSet(v, cfg, segmenter, i == 0) for i, v in enumerate(cfg.val_roots())]
+    return train_ds, val_sets
+
+
+def setup(cfg: TrainConfig, resume: bool, dist: Dist, log) -> TrainingRun:
+    """Data, the model (new, warm-started or resumed), its weight average and optimizer, on ``dist``'s device."""
+    train_ds, val_sets = open_data(cfg)
+    out = Path(cfg.out)
+    check_writable(out)  # made only once the data has been found; an unwritable folder is one usage error
+    start = start_state(cfg, resume, out, dist.device, log)
+    model = start.model
+    if start.resumed:  # the checkpoint's model decides the semantic encoding
+        train_ds.regions = model.config.regions
+        for v in val_sets:
+            v.set_regions(model.config.regions)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    if average is not None and start.average is not None:
+        average.model.load_state_dict(start.average)
+    parameters, flops = count_parameters(model), gflops(model, cfg.image_size)
+    net = dist.wrap(model)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    if start.optimizer is not None:
+        optimizer.load_state_dict(start.optimizer)
+    log(f"{cfg.norm}: {parameters:,} parameters, {flops:.2f} GFLOPs per {cfg.image_size}x{cfg.image_size} image, "
+        f"{len(train_ds)} training images, {dist.world} process(es)")
+    fields = LOG_FIELDS[:6] + [f for v in val_sets for f in v.fields()] + LOG_FIELDS[6:]
+    return TrainingRun(dist=dist, out=out, train_ds=train_ds, val_sets=val_sets, model=model, net=net,
+                       optimizer=optimizer, average=average, start_epoch=start.epoch, history=start.history,
+                       best=start.best, parameters=parameters, gflops=flops, log_fields=fields)
+
+
+def run_epoch(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, device: torch.device,
+              average: WeightAverage | None = None, on_step=None) -> tuple[float, int]:
+    """One pass over ``loader``: an optimizer step on :func:`gated_loss` per batch, then the weight average's
+    update. Returns this rank's loss summed over its images, and their number. ``on_step(step, steps,
+    mean_loss)`` is called after each step."""
+    model = net.module if hasattr(net, "module") else net
+    total, count = 0.0, 0
+    for step, batch in enumerate(loader, start=1):
+        b = {k: v.to(device) for k, v in batch.items()}
+        loss = gated_loss(cfg, net, b)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # DDP averages the gradients over the ranks here
+        optimizer.step()
+        if average is not None:
+            average.update(model)
+        n = b["composite"].shape[0]
+        total, count = total + loss.item() * n, count + n
+        if on_step is not None:
+            on_step(step, len(loader), total / count)
+    return total, count
+
+
+def train_epoch(run: TrainingRun, cfg: TrainConfig, epoch: int, progress=None, task=None, log=print) -> dict:
+    """0-based ``epoch`` at its learning rate and seeds; its log.csv row, validation columns not yet filled."""
+    lr = cfg.lr_at(epoch)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+    run.train_ds.set_epoch(epoch, cfg.seed)
+    t0 = time.time()
+    loader = epoch_loader(run.train_ds, run.dist, epoch, cfg.batch_size, cfg.seed, cfg.workers)
+
+    def report(step: int, steps: int, mean_loss: float) -> None:
+        progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {mean_loss:.4f}")
+        if progress.disable and step % max(1, steps // 4) == 0 and step < steps:  # a few lines where no bar shows
+            log(f"epoch {epoch + 1} step {step}/{steps} loss {mean_loss:.5f} {time.time() - t0:.0f}s")
+
+    total, count = run_epoch(cfg, run.net, run.optimizer, loader, run.dist.device, run.average,
+                             report if progress else None)
+    total, count = run.dist.sum(total, float(count))
+    seconds = time.time() - t0
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": round(total / max(count, 1), 6),
+            "seconds": round(seconds, 1), "images_per_s": round(count / max(seconds, 1e-9), 2)}
+
+
+def save_checkpoints(run: TrainingRun, cfg: TrainConfig, epoch_score: float) -> None:
+    """After an epoch (the last row of ``run.history``), on rank 0 only: best.pt if ``epoch_score`` (its
+    :func:`val_score`) beats the best so far, last.pt (with the optimizer, counters and raw weights to resume)
+    and log.csv, in that order, so the log never runs ahead of the checkpoints."""
+    if not run.dist.main:
+        return
+    row = run.history[-1]
+    summary = {"epochs": row["epoch"], "data": cfg.data, "val": cfg.val, "seed": cfg.seed, "image_size": cfg.image_size,
+               "parameters": run.parameters, "gflops": round(run.gflops, 3), "world_size": run.dist.world,
+               "train_seconds": round(sum(h["seconds"] for h in run.history), 1), "last": row}
+    if epoch_score < run.best:
+        save_checkpoint(run.out / "best.pt", run.shipped, summary)
+    train_state = {"optimizer": run.optimizer.state_dict(), "epoch": row["epoch"], "history": run.history,
+                   "best_score": min(run.best, epoch_score)}
+    if run.average is not None:
+        train_state["raw_state_dict"] = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    save_checkpoint(run.out / "last.pt", run.shipped, summary, extra={"train_state": train_state})
+    _write_log(run.out / "log.csv", run.log_fields, run.history)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> Path:
+    """Train from scratch or resume; returns the final checkpoint, ``OUT/model.pt``. Under torchrun
+    (WORLD_SIZE > 1) this is DistributedDataParallel: nccl on GPUs, gloo on CPUs, batch_size split over the
+    ranks, metrics summed over ranks, files written by rank 0."""
     dist = Dist(cfg.device)
     if cfg.batch_size % dist.world:
         raise ValueError(f"--batch-size {cfg.batch_size} must be a multiple of the number of processes ({dist.world})")
@@ -360,113 +476,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         progress = None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = dist.device
-    segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
-    train_segmenters = [segmenter]
-    if cfg.segmenter == "felzenszwalb" and cfg.vary_segmentation and not cfg.maps and "scale" not in cfg.segmenter_options:
-        train_segmenters = [create_segmenter("felzenszwalb", scale=s, **cfg.segmenter_options) for s in (100.0, 200.0, 500.0)]
-    recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment)
-    train_ds = open_training_set([Path(d) for d in cfg.data_roots()], cfg.image_size, train_segmenters, cfg.limit,
-                                 cfg.regions, recipe)
-    if cfg.maps or cfg.segmenter != "felzenszwalb":  # one map per photo, views cut from it
-        train_ds.use_maps(Path(cfg.maps) if cfg.maps else None)
-    val_sets = [ValSet(v, cfg, segmenter, i == 0) for i, v in enumerate(cfg.val_roots())]
-    out = Path(cfg.out)
-    check_writable(out)  # made only once the data has been found; an unwritable folder is one usage error
-
-    _seed_everything(cfg.seed)
-    model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch,
-                        regions=cfg.regions, norm_levels=tuple(cfg.norm_levels), gate=cfg.gate,
-                        segmenter=cfg.segmenter).to(device)
-    start_epoch, history, best, opt_state, avg_state = 0, [], math.inf, None, None
-    last = out / "last.pt"
-    if resume and last.exists():
-        payload = read_checkpoint(last)
-        state = payload["train_state"]
-        model = model_from_config(payload["config"]).to(device)
-        train_ds.regions = model.config.regions  # the checkpoint's model decides the semantic encoding
-        for v in val_sets:
-            v.set_regions(model.config.regions)
-        model.load_state_dict(state.get("raw_state_dict", payload["state_dict"]))
-        avg_state = payload["state_dict"] if "raw_state_dict" in state else None
-        opt_state = state["optimizer"]
-        start_epoch, history = int(state["epoch"]), list(state["history"])
-        best = float(state.get("best_score", math.inf))
-        log(f"resuming {out} at epoch {start_epoch + 1}/{cfg.epochs}")
-    else:
-        if resume:
-            log(f"nothing to resume in {out}; starting from scratch")
-        if cfg.init:
-            _warm_start(model, cfg.init, log)
-    average = WeightAverage(model, cfg.ema) if cfg.ema else None
-    if average is not None and avg_state is not None:
-        average.model.load_state_dict(avg_state)
-    shipped = average.model if average is not None else model  # what is validated and saved
-    params, flops = count_parameters(model), gflops(model, cfg.image_size)
-    net = dist.wrap(model)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    log(f"{cfg.norm}: {params:,} parameters, {flops:.2f} GFLOPs per {cfg.image_size}x{cfg.image_size} image, "
-        f"{len(train_ds)} training images, {dist.world} process(es)")
-
-    log_path = out / "log.csv"
-    fields = LOG_FIELDS[:6] + [f for v in val_sets for f in v.fields()] + LOG_FIELDS[6:]
+    run = setup(cfg, resume, dist, log)
     if dist.main:
-        atomic_write(out / "config.json", json.dumps({**asdict(cfg), "world_size": dist.world}, indent=2))
-        _write_log(log_path, fields, history)  # from the checkpoint's history: a resumed log has no duplicates
-
-    steps = len(_train_loader(train_ds, cfg, dist, 0))
-    task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps) if progress else None
-    net.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        lr = cfg.lr_at(epoch)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        train_ds.set_epoch(epoch, cfg.seed)
-        t0, total, count = time.time(), 0.0, 0
-        loader = _train_loader(train_ds, cfg, dist, epoch)
-        every = max(1, len(loader) // 4)  # a few lines per epoch for logs, where no progress bar shows
-        for step, batch in enumerate(loader, start=1):
-            b = {k: v.to(device) for k, v in batch.items()}
-            loss = gated_loss(cfg, net, b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # DDP averages the gradients over the ranks here
-            opt.step()
-            if average is not None:
-                average.update(model)
-            n = b["composite"].shape[0]
-            total, count = total + loss.item() * n, count + n
-            if progress:
-                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
-                if progress.disable and step % every == 0 and step < len(loader):
-                    log(f"epoch {epoch + 1} step {step}/{len(loader)} loss {total / count:.5f} {time.time() - t0:.0f}s")
-        total, count = dist.sum(total, float(count))
-        seconds = time.time() - t0
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": round(total / max(count, 1), 6),
-               "seconds": round(seconds, 1), "images_per_s": round(count / max(seconds, 1e-9), 2)}
-        for v in val_sets:
-            row.update(v.run(shipped, cfg, dist))
-        history.append(row)
-        summary = {"epochs": epoch + 1, "data": cfg.data, "val": cfg.val, "seed": cfg.seed, "image_size": cfg.image_size,
-                   "parameters": params, "gflops": round(flops, 3), "world_size": dist.world,
-                   "train_seconds": round(sum(h["seconds"] for h in history), 1), "last": row}
-        current = val_score(val_sets, row)
-        if dist.main:  # checkpoints and logs by rank 0 only
-            if current < best:
-                save_checkpoint(out / "best.pt", shipped, summary)
-            train_state = {"optimizer": opt.state_dict(), "epoch": epoch + 1, "history": history,
-                           "best_score": min(best, current)}
-            if average is not None:
-                train_state["raw_state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            save_checkpoint(last, shipped, summary, extra={"train_state": train_state})
-            _write_log(log_path, fields, history)  # after the checkpoint: the log never runs ahead of it
-        best = min(best, current)
+        atomic_write(run.out / "config.json", json.dumps({**asdict(cfg), "world_size": dist.world}, indent=2))
+        _write_log(run.out / "log.csv", run.log_fields, run.history)  # from the checkpoint's history: no duplicates
+    steps = len(epoch_loader(run.train_ds, dist, 0, cfg.batch_size, cfg.seed, cfg.workers))
+    task = progress.add_task("train", total=(cfg.epochs - run.start_epoch) * steps) if progress else None
+    run.net.train()
+    for epoch in range(run.start_epoch, cfg.epochs):
+        row = train_epoch(run, cfg, epoch, progress, task, log)
+        for v in run.val_sets:
+            row.update(v.run(run.shipped, cfg, dist))
+        run.history.append(row)
+        current = val_score(run.val_sets, row)
+        save_checkpoints(run, cfg, current)
+        run.best = min(run.best, current)
         log(" ".join(f"{k}={v}" for k, v in row.items()))
-    final = out / "model.pt"
+    final = run.out / "model.pt"
     if dist.main:
-        save_checkpoint(final, shipped, read_checkpoint(last)["summary"] if last.exists() else {})
+        last = run.out / "last.pt"
+        save_checkpoint(final, run.shipped, read_checkpoint(last)["summary"] if last.exists() else {})
         if cfg.onnx:
             _export_fast_path(final, log)
     dist.close()
