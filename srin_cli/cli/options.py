@@ -58,7 +58,7 @@ ModelSegmenterOpt = Annotated[Optional[str], registry_option(
     rich_help_panel=SEG, show_default=False)]
 SamCheckpointOpt = Annotated[Optional[Path], typer.Option("--sam-checkpoint", envvar="SRIN_SAM_CHECKPOINT", help="SAM weights (.pth) for --segmenter sam.", rich_help_panel=SEG)]
 SamModelOpt = Annotated[Optional[str], typer.Option("--sam-model", envvar="SRIN_SAM_MODEL", help="Architecture of the --sam-checkpoint: vit_b (default), vit_l or vit_h for sam; sam2.1_hiera_tiny (default), _small, _base_plus or _large (or sam2_hiera_*) for sam2.", rich_help_panel=SEG, show_default=False)]
-PointsOpt = Annotated[Optional[int], typer.Option("--points-per-side", min=1, help="SAM: point grid per side (default 16).", rich_help_panel=SEG)]
+PointsOpt = Annotated[Optional[int], typer.Option("--points-per-side", min=1, help="SAM/SAM 2: point grid per side (default 16 for sam, 8 for sam2).", rich_help_panel=SEG)]
 IouOpt = Annotated[Optional[float], typer.Option("--pred-iou-thresh", help="SAM: predicted-IoU threshold (default 0.86).", rich_help_panel=SEG)]
 StabilityOpt = Annotated[Optional[float], typer.Option("--stability-score-thresh", help="SAM: stability threshold (default 0.92).", rich_help_panel=SEG)]
 ScaleOpt = Annotated[Optional[float], typer.Option("--scale", help="felzenszwalb: larger means coarser segments (default 200).", rich_help_panel=SEG)]
