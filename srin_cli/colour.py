@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 TILE_PIXELS = 1 << 18  # pixels per tile (a few MB of float32 per tile: stays in cache, bounded memory)
+PARALLEL_TILES = 4  # from this many tiles on (about a megapixel of foreground box), tiles go to a thread pool
 
 
 def blend(harmonized: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -37,9 +38,14 @@ def _source(n_out: int, n_in: int, start: int, stop: int) -> tuple[np.ndarray, n
     return i0, i1, (src - i0).astype(np.float32)
 
 
-def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, tile_pixels: int = TILE_PIXELS) -> np.ndarray:
+def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, tile_pixels: int = TILE_PIXELS,
+                    threads: int | None = None) -> np.ndarray:
     """The harmonized photo: ``params`` (12 x h x w float, the network's transform for this composite) upsampled
     to ``image``'s size and applied where ``mask`` > 0, tile by tile.
+
+    Tiles are independent (each writes its own rows), so a photo of at least :data:`PARALLEL_TILES` tiles is
+    spread over ``threads`` threads (default: the cores this process may use; numpy releases the GIL in its
+    loops); the result is the same byte for byte whatever the number of threads.
 
     Shape: params 12 x h x w (or 1 x 12 x h x w); image H x W x 3 uint8; mask H x W float in [0, 1]
     -> H x W x 3 uint8.
@@ -64,11 +70,13 @@ def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, til
     c0, c1, wx = _source(W, w, x0, x1)
     along_x = params[:, :, c0] * (1 - wx) + params[:, :, c1] * wx
     rows = max(1, tile_pixels // (x1 - x0))
-    for y0 in range(y_start, y_stop, rows):
+    starts = range(y_start, y_stop, rows)
+
+    def tile(y0: int) -> None:
         y1 = min(y_stop, y0 + rows)
         cols = np.nonzero(fg[y0:y1, x0:x1].any(axis=0))[0]  # only the columns this tile's foreground touches
         if cols.size == 0:
-            continue
+            return
         a, b = int(cols[0]), int(cols[-1]) + 1
         r0, r1, wy = _source(H, h, y0, y1)
         wy = wy[None, :, None]
@@ -90,7 +98,27 @@ def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, til
             harmonized[..., c] = acc
         harmonized *= 255
         out[y0:y1, xa:xb] = _blend_band(harmonized, band, mask[y0:y1, xa:xb])
+
+    workers = min(len(starts), threads if threads is not None else available_cores())
+    if workers < 2 or len(starts) < PARALLEL_TILES:
+        for y0 in starts:
+            tile(y0)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(tile, starts))  # list(): a tile's exception is raised here
     return out
+
+
+def available_cores() -> int:
+    """The cores this process may use (its CPU affinity on Linux)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _blend_band(harmonized: np.ndarray, band: np.ndarray, mask: np.ndarray) -> np.ndarray:

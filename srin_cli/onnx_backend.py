@@ -175,10 +175,9 @@ class OnnxTransform:
 
 def default_threads() -> int:
     """One thread per core this process may use (what torch picks by default)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    from .colour import available_cores
+
+    return available_cores()
 
 
 def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None, reference=None,

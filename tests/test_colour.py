@@ -38,8 +38,47 @@ def test_numpy_apply_matches_torch(shape, low):
     assert got.dtype == np.uint8 and got.shape == image.shape
     assert np.abs(got.astype(np.float32) - expected).max() <= 0.5 + 1e-3  # the same value, rounded
     assert np.array_equal(got[mask == 0], image[mask == 0])
-    # tiles of any size give the same bytes
-    assert np.array_equal(apply_transform(params, image, mask, tile_pixels=7), got)
+    # tiles of any size give the same bytes, on one thread or several
+    assert np.array_equal(apply_transform(params, image, mask, tile_pixels=7, threads=1), got)
+    assert np.array_equal(apply_transform(params, image, mask, tile_pixels=7, threads=3), got)
+
+
+def test_tiles_on_a_thread_pool_give_the_same_bytes(monkeypatch):
+    """A photo of many tiles goes to a thread pool (each tile writes its own rows): same result as one thread,
+    and an error in a tile reaches the caller."""
+    import srin_cli.colour as colour
+
+    rng = np.random.default_rng(5)
+    image = blob_image(rng, 240, 180)
+    params = rng.normal(0, 0.2, (12, 16, 16)).astype(np.float32)
+    mask = np.clip(rng.uniform(-0.5, 1.5, (240, 180)), 0, 1).astype(np.float32)
+    one = apply_transform(params, image, mask, tile_pixels=1000, threads=1)
+    assert np.array_equal(apply_transform(params, image, mask, tile_pixels=1000, threads=4), one)
+    used = []
+    real_blend = colour._blend_band
+
+    def spy(*args):
+        import threading
+
+        used.append(threading.get_ident())
+        return real_blend(*args)
+
+    monkeypatch.setattr(colour, "_blend_band", spy)
+    assert np.array_equal(apply_transform(params, image, mask, tile_pixels=1000, threads=4), one)
+    assert len(used) >= colour.PARALLEL_TILES and threading_main() not in used
+
+    def broken(*args):
+        raise RuntimeError("tile failed")
+
+    monkeypatch.setattr(colour, "_blend_band", broken)
+    with pytest.raises(RuntimeError, match="tile failed"):
+        apply_transform(params, image, mask, tile_pixels=1000, threads=4)
+
+
+def threading_main() -> int:
+    import threading
+
+    return threading.main_thread().ident
 
 
 def test_identity_transform_changes_nothing():
