@@ -16,6 +16,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+def run_cli(*args, **kwargs):
+    """``srin ARGS...`` in process (CliRunner); arguments may be paths or numbers."""
+    from typer.testing import CliRunner
+
+    from srin_cli.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is ~10x faster than two when another job shares the 2 cores
+    (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module that wants it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 needs_shared = pytest.mark.skipif(not (SHARED / "labelme_val").is_dir(), reason="../shared/data not available")
 
 

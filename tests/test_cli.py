@@ -4,18 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from srin_cli.cli.main import app
 from srin_cli.data.io import read_image, read_labels
 
 from conftest import REPO, SHARED, make_pairs, needs_shared
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from conftest import run_cli as run
 
 
 def _one_line_error(result, code=2):
@@ -325,7 +318,7 @@ def test_recursive_mirrors_the_tree_and_stdin_lists(tmp_path, tiny_checkpoint):
     assert sorted(str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o").rglob("*.png")) == ["a/x.png", "b/deep/x.png"]
     # paths on stdin ('-'), as in `find ... | srin harmonize - --masks ...`
     listed = f"{comps / 'a' / 'x.jpg'}\n"
-    r = runner.invoke(app, ["harmonize", "-", "--masks", str(masks / "a"), "-o", str(tmp_path / "s"),
-                            "--checkpoint", str(tiny_checkpoint), "--format", "jpg", "--suffix", "_h"], input=listed)
+    r = run("harmonize", "-", "--masks", masks / "a", "-o", tmp_path / "s", "--checkpoint", tiny_checkpoint,
+            "--format", "jpg", "--suffix", "_h", input=listed)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "s" / "x_h.jpg").exists()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import json
 import os
 import shutil
 import signal
@@ -22,30 +21,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 from srin_cli.build import build_model, read_checkpoint, save_checkpoint, weights_digest
-from srin_cli.cli.main import app
 from srin_cli.data.io import read_image, read_mask
 from srin_cli.errors import CheckpointError, InputError
-from srin_cli.limits import DEFAULT_MAX_PIXELS, check_pixels
+from srin_cli.limits import check_pixels
 
 from conftest import REPO, make_pairs
+from conftest import run_cli as run
 
-runner = CliRunner()
 DEAD = 2**22 + 12345  # above Linux's largest PID: never a running process
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def one_line_error(result, fragment: str, code: int = 2):
@@ -461,7 +449,6 @@ def test_wider_pass_non_finite_weights_and_odd_image_files(tmp_path, tiny_checkp
     assert r.exit_code == 0, r.output
     assert read_image(tmp_path / "out" / "deep_1.png").shape == (24, 32, 3)
     assert read_image(root / "composite_images" / "pages_1.tif").max() == 40
-
 
 
 def test_loading_ahead_is_bounded_by_pixels():

@@ -17,29 +17,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 from srin_cli.batch import clean_stale_parts
-from srin_cli.cli.main import app
 from srin_cli.data.io import read_image
 
 from conftest import REPO, blob_image, make_pairs
+from conftest import run_cli as run
 
-runner = CliRunner()
 H, W = 24, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is ~10x faster than two when another job shares the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def no_traceback(result):

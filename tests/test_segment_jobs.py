@@ -10,17 +10,9 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-from srin_cli.cli.main import app
 
 from conftest import blob_image, make_pairs
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from conftest import run_cli as run
 
 
 def fake_iharmony4(root, subsets=(("HCOCO", "c"), ("HAdobe5k", "a")), size=(24, 32)):
