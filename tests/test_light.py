@@ -64,3 +64,16 @@ def test_own_felzenszwalb_matches_scikit_image():
         for scale, min_size in ((200, 16), (100, 64), (500, 1)):
             expected = skimage.felzenszwalb(image, scale=scale, sigma=0.8, min_size=min_size)
             assert np.array_equal(felzenszwalb(image, scale, 0.8, min_size), expected), (image.shape, scale, min_size)
+
+
+def test_training_segments_with_the_compiled_felzenszwalb_and_the_same_labels():
+    pytest.importorskip("skimage.segmentation")
+    from srin_cli.data.io import read_image
+    from srin_cli.segmentation import create_segmenter
+
+    for path in sorted((SAMPLES / "composite_images").iterdir()):
+        image = read_image(path)
+        for scale in (100.0, 500.0):
+            own, compiled = create_segmenter("felzenszwalb", scale=scale), create_segmenter("felzenszwalb", scale=scale)
+            assert compiled.use_compiled() and not own.compiled
+            assert np.array_equal(own(image), compiled(image)), (path.name, scale)

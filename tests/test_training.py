@@ -210,3 +210,27 @@ def test_run_epoch_steps_once_per_batch_and_sums_the_loss():
     averaged = list(average.model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, averaged))  # the average moved,
     assert any(not torch.equal(a, p) for a, p in zip(averaged, model.parameters()))  # behind the model
+
+
+def test_validation_keeps_its_items_and_scores_as_a_fresh_loader(tmp_path):
+    """The validation pairs are decoded and segmented once: a second pass reads nothing and scores the same as
+    the plain dataset through a loader worker."""
+    from srin_cli.build import build_model
+    from srin_cli.segmentation import create_segmenter
+    from srin_cli.training.distributed import Dist
+    from srin_cli.training.loop import ValSet, validate
+
+    val = tmp_path / "val"
+    _make_pairs(val)
+    cfg = TrainConfig(data="x", out="y", val=str(val), image_size=32, workers=1)
+    torch.manual_seed(0)
+    model = build_model("srin", widths=(4, 8), image_size=32, gate=True)
+    torch.nn.init.normal_(model.head.weight, std=0.1)  # a model that changes the foreground
+    v = ValSet(str(val), cfg, create_segmenter("felzenszwalb"), True)
+    plain = validate(model, v.pairs, cfg, Dist("cpu"), v.baseline)  # the folder's dataset, in a loader worker
+    first = v.run(model, cfg, Dist("cpu"))
+    assert first["val_fmse"] == round(plain["fmse"], 3) and first["val_worse"] == round(plain["worse"], 3)
+    assert first["val_fmse"] > 0 and len(v.kept["pairs"].items) == 3 and len(v.kept["reals"].items) == 3
+    for path in val.rglob("*.png"):  # nothing is read again
+        path.unlink()
+    assert v.run(model, cfg, Dist("cpu")) == first
