@@ -7,10 +7,31 @@ from contextlib import contextmanager
 from enum import Enum
 
 import typer
-from rich.console import Console
 
-# soft_wrap: a message stays on one line whatever the width (no wrapping at 80 columns in logs and pipes)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def stderr_console():
+    """srin's one Rich console on stderr, made on first use: a run that prints nothing there (``-q``) does not
+    import Rich (a few hundredths of a second of start-up)."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        # soft_wrap: a message stays on one line whatever the width (no wrapping at 80 columns in logs and pipes)
+        _console = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _console
+
+
+_console = None
+
+
+class _StderrConsole:
+    """``err_console.print(...)``, ``err_console.width``...: :func:`stderr_console`'s, made when first used."""
+
+    def __getattr__(self, name: str):
+        return getattr(stderr_console(), name)
+
+
+err_console = _StderrConsole()
 
 
 class Device(str, Enum):
@@ -88,10 +109,10 @@ def print_path(path: str) -> None:
 
 def failure_printer(progress, quiet: bool = False):
     """``on_failure(name, message)`` for a batch: one yellow line per failed file above the progress bar."""
-    from rich.markup import escape
-
     if quiet:
         return lambda name, message: None
+    from rich.markup import escape
+
     return lambda name, message: progress.console.print(f"[yellow]failed[/] {escape(name)}: {escape(message)}")  # names are not markup
 
 
@@ -139,7 +160,7 @@ def make_progress(quiet: bool = False):
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=stderr_console(),
         disable=quiet or not sys.stderr.isatty(),
         transient=False,
     )
