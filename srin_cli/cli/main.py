@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
+from .coercion import QuickParams
 from .evaluate import evaluate
 from .harmonize import harmonize
 from .segment import segment
@@ -25,8 +26,9 @@ def _tidy(text: str) -> str:
     return re.sub(r" <(bool|list\[[^\]]*\])>", "", text)
 
 
-class SrinCommand(TyperCommand):
-    """A command whose usage line and help entries are :func:`_tidy` (before the help text is wrapped)."""
+class SrinCommand(QuickParams, TyperCommand):
+    """A command whose usage line and help entries are :func:`_tidy` (before the help text is wrapped), and whose
+    option values are converted without pydantic when they are plain (:mod:`srin_cli.cli.coercion`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -44,9 +46,9 @@ class SrinCommand(TyperCommand):
         return _tidy(super().get_usage(ctx))
 
 
-class OneLineErrors(TyperGroup):
+class OneLineErrors(QuickParams, TyperGroup):
     """Usage errors (missing argument, out-of-range value, unknown option, ...) as srin's other errors: one line
-    on stderr, exit 2, instead of click's usage block."""
+    on stderr, exit 2, instead of click's usage block; option values as :class:`SrinCommand`'s."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
