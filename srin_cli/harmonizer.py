@@ -130,9 +130,10 @@ class Harmonizer(HarmonizationMethod):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", segmenter: Callable | None = None,
-                        backend: str = "auto") -> "Harmonizer":
+                        backend: str = "auto", threads: int | None = None) -> "Harmonizer":
         """``backend``: one of :data:`srin_cli.registry.NETWORK_BACKENDS`. On the CPU, ``auto`` runs ONNX Runtime
-        when a matching ``.onnx`` file sits beside the checkpoint (no torch needed), else PyTorch."""
+        when a matching ``.onnx`` file sits beside the checkpoint (no torch needed), else PyTorch. ``threads``:
+        ONNX Runtime's threads (default: one per core); the results do not depend on it."""
         from .onnx_backend import open_onnx, sidecar
 
         NETWORK_BACKENDS.check(backend)
@@ -141,7 +142,7 @@ class Harmonizer(HarmonizationMethod):
             raise CheckpointError(f"checkpoint not found: {path}")
         why: list[str] = []  # why an ONNX file beside the checkpoint is refused
         if backend != "torch" and device == "cpu":
-            fast = open_onnx(path, why=why)
+            fast = open_onnx(path, threads, why=why)
             if fast is not None:
                 return cls(fast, fast.config, segmenter, "onnx")
             if backend == "onnx":
@@ -208,10 +209,11 @@ class Harmonizer(HarmonizationMethod):
 
 
 def network_method(name: str = "model", model: str | None = "default", checkpoint: str | Path | None = None,
-                   device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto") -> Harmonizer:
+                   device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto",
+                   threads: int | None = None) -> Harmonizer:
     """The ``model`` method: ``checkpoint``, else the shipped ``model`` (:data:`srin_cli.registry.MODELS`)."""
     path = Path(checkpoint) if checkpoint else shipped_model_path(model or "default")
-    return Harmonizer.from_checkpoint(path, device, segmenter, backend)
+    return Harmonizer.from_checkpoint(path, device, segmenter, backend, threads)
 
 
 def classical_method(name: str, **_ignored) -> ClassicalHarmonizer:
@@ -220,7 +222,9 @@ def classical_method(name: str, **_ignored) -> ClassicalHarmonizer:
 
 
 def make_method(method: str, model: str | None = "default", checkpoint: str | Path | None = None,
-                device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto") -> HarmonizationMethod:
-    """Build the :class:`HarmonizationMethod` for ``--method`` (and ``--model`` / ``--checkpoint`` / ``--backend``)."""
+                device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto",
+                threads: int | None = None) -> HarmonizationMethod:
+    """Build the :class:`HarmonizationMethod` for ``--method`` (and ``--model`` / ``--checkpoint`` / ``--backend``).
+    ``threads``: the network's CPU threads under ONNX Runtime (default: one per core)."""
     return METHODS.build(method, method, model=model, checkpoint=checkpoint, device=device, segmenter=segmenter,
-                         backend=backend)
+                         backend=backend, threads=threads)

@@ -56,6 +56,18 @@ def test_onnx_matches_pytorch_within_one_grey_level(exported):
         assert np.array_equal(a[mask == 0], image[mask == 0])
 
 
+def test_one_thread_gives_the_same_transforms():
+    """harmonize runs a single composite's network pass on one ONNX Runtime thread (it starts faster): the
+    shipped default's transforms are the same bits as on one thread per core."""
+    path = shipped_model_path("default")
+    one = Harmonizer.from_checkpoint(path, "cpu", backend="onnx", threads=1)
+    many = Harmonizer.from_checkpoint(path, "cpu", backend="onnx", threads=2)
+    inputs = [one.prepare(*item) for item in _composites()]
+    for item in inputs:
+        assert np.array_equal(one.transform_many([item])[0], many.transform_many([item])[0])
+    assert all(np.array_equal(a, b) for a, b in zip(one.transform_many(inputs), many.transform_many(inputs)))
+
+
 def test_a_stale_or_foreign_onnx_file_is_never_used(exported, tmp_path):
     other = tmp_path / "other.pt"
     save_checkpoint(other, build_model("srin", widths=(4, 8, 8, 8), image_size=64, regions=4, norm_levels=(0, 1, 2)))
