@@ -39,13 +39,15 @@ def _source(n_out: int, n_in: int, start: int, stop: int) -> tuple[np.ndarray, n
 
 
 def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, tile_pixels: int = TILE_PIXELS,
-                    threads: int | None = None) -> np.ndarray:
+                    threads: int | None = None, in_place: bool = False) -> np.ndarray:
     """The harmonized photo: ``params`` (12 x h x w float, the network's transform for this composite) upsampled
     to ``image``'s size and applied where ``mask`` > 0, tile by tile.
 
     Tiles are independent (each writes its own rows), so a photo of at least :data:`PARALLEL_TILES` tiles is
     spread over ``threads`` threads (default: the cores this process may use; numpy releases the GIL in its
-    loops); the result is the same byte for byte whatever the number of threads.
+    loops); the result is the same byte for byte whatever the number of threads and the tile size.
+    ``in_place``: the result is written into ``image`` itself (returned) when it is writable, which saves a copy
+    of the photo when the caller does not need the composite afterwards.
 
     Shape: params 12 x h x w (or 1 x 12 x h x w); image H x W x 3 uint8; mask H x W float in [0, 1]
     -> H x W x 3 uint8.
@@ -57,7 +59,7 @@ def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, til
         raise ValueError(f"params must be 12 x h x w, got {params.shape}")
     if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
         raise ValueError(f"image must be HxWx3 and mask HxW of the same size, got {image.shape} and {mask.shape}")
-    out = image.copy()
+    out = image if in_place and image.dtype == np.uint8 and image.flags.writeable else image.copy()
     fg = mask > 0
     rows_any, cols_any = fg.any(axis=1), fg.any(axis=0)
     if not rows_any.any():
@@ -68,36 +70,17 @@ def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, til
     h, w = params.shape[1:]
     # along x once for the whole box (12 x h x box width: small), along y per tile
     c0, c1, wx = _source(W, w, x0, x1)
-    along_x = params[:, :, c0] * (1 - wx) + params[:, :, c1] * wx
+    # (C order: the fancy index leaves x as the slowest axis, and every tile reads rows of it)
+    along_x = np.ascontiguousarray(params[:, :, c0] * (1 - wx) + params[:, :, c1] * wx)
+    bounded = bool((np.abs(along_x) < 1e18).all())  # no inf or NaN can arise in the tile arithmetic (_apply_tile)
     rows = max(1, tile_pixels // (x1 - x0))
     starts = range(y_start, y_stop, rows)
 
     def tile(y0: int) -> None:
         y1 = min(y_stop, y0 + rows)
         cols = np.nonzero(fg[y0:y1, x0:x1].any(axis=0))[0]  # only the columns this tile's foreground touches
-        if cols.size == 0:
-            return
-        a, b = int(cols[0]), int(cols[-1]) + 1
-        r0, r1, wy = _source(H, h, y0, y1)
-        wy = wy[None, :, None]
-        coef = along_x[:, r0, a:b]
-        coef *= 1 - wy
-        coef += along_x[:, r1, a:b] * wy  # 12 x rows x width
-        xa, xb = x0 + a, x0 + b
-        band = image[y0:y1, xa:xb]
-        planes = band.transpose(2, 0, 1).astype(np.float32)
-        planes *= np.float32(1 / 255)
-        harmonized = np.empty((y1 - y0, xb - xa, 3), np.float32)
-        acc = np.empty(planes.shape[1:], np.float32)
-        term = np.empty_like(acc)
-        for c in range(3):
-            np.add(planes[c], coef[9 + c], out=acc)
-            for j in range(3):
-                acc += np.multiply(coef[3 * c + j], planes[j], out=term)
-            np.clip(acc, 0, 1, out=acc)
-            harmonized[..., c] = acc
-        harmonized *= 255
-        out[y0:y1, xa:xb] = _blend_band(harmonized, band, mask[y0:y1, xa:xb])
+        if cols.size:
+            _apply_tile(out, image, mask, along_x, H, h, y0, y1, x0 + int(cols[0]), x0 + int(cols[-1]) + 1, x0, bounded)
 
     workers = min(len(starts), threads if threads is not None else available_cores())
     if workers < 2 or len(starts) < PARALLEL_TILES:
@@ -111,6 +94,65 @@ def apply_transform(params: np.ndarray, image: np.ndarray, mask: np.ndarray, til
     return out
 
 
+def _apply_tile(out: np.ndarray, image: np.ndarray, mask: np.ndarray, along_x: np.ndarray, H: int, h: int,
+                y0: int, y1: int, xa: int, xb: int, x0: int, bounded: bool) -> None:
+    """Rows y0..y1-1, columns xa..xb-1 of the result, written into ``out`` (which may be ``image`` itself: each
+    channel of the input is read before it is overwritten). ``along_x``: the transform resampled along x for the
+    columns from ``x0`` on. One colour channel at a time, each of the 12 coefficient planes made just before its
+    use, and the blend fused in, so a tile's float32 buffers stay a handful of rows x width planes.
+
+    The arithmetic, operation for operation in float32, is that of :func:`blend` applied to the clipped
+    affine result (so the bytes do not depend on how it is organised): coef = a0 (1 - wy) + a1 wy;
+    acc = I_c + b_c + sum_j coef_cj I_j (I = input / 255), clipped to [0, 1];
+    result = trunc(acc 255 m + input (1 - m) + 0.5).
+    """
+    r0, r1, wy = _source(H, h, y0, y1)
+    one_minus_wy = 1 - wy
+    a, b = xa - x0, xb - x0
+    band = image[y0:y1, xa:xb]
+    m = np.asarray(mask[y0:y1, xa:xb], np.float32)
+    # with a finite transform and 0 <= m <= 1 the sum lies in [0.5, 255.5] and is exactly the input + 0.5 where
+    # m == 0: a plain store is the clipped, masked one; otherwise clip and write where m > 0 only
+    plain = bounded and bool(m.min() >= 0) and bool(m.max() <= 1)
+    planes = band.transpose(2, 0, 1).astype(np.float32)
+    planes *= np.float32(1 / 255)
+    one_minus_m = 1 - m
+    acc, coef, term = (np.empty(m.shape, np.float32) for _ in range(3))
+    # rows that share their two source rows (most of a tile when the photo is larger than the transform) take
+    # them as broadcast rows; short runs (a photo near the transform's size) gather them
+    bounds = [0, *(np.flatnonzero(np.diff(r0)) + 1).tolist(), len(r0)]
+    runs = list(zip(bounds[:-1], bounds[1:])) if 4 * (len(bounds) - 1) <= len(r0) else None
+
+    def coefficient(k: int) -> np.ndarray:
+        """coef = along_x[k] at r0 (1 - wy) + along_x[k] at r1 wy, rows x width (into ``coef``)."""
+        plane = along_x[k]
+        if runs is None:
+            np.multiply(plane[r0, a:b], one_minus_wy[:, None], out=coef)
+            np.multiply(plane[r1, a:b], wy[:, None], out=term)
+            return np.add(coef, term, out=coef)
+        for s, e in runs:
+            np.multiply(plane[r0[s], a:b], one_minus_wy[s:e, None], out=coef[s:e])
+            np.multiply(plane[r1[s], a:b], wy[s:e, None], out=term[s:e])
+        return np.add(coef, term, out=coef)
+
+    rest = term  # free once a channel's coefficients are used
+    for c in range(3):
+        np.add(planes[c], coefficient(9 + c), out=acc)
+        for j in range(3):
+            acc += np.multiply(coefficient(3 * c + j), planes[j], out=coef)
+        np.clip(acc, 0, 1, out=acc)
+        acc *= np.float32(255)
+        acc *= m
+        acc += np.multiply(band[..., c], one_minus_m, out=rest)
+        acc += np.float32(0.5)
+        target = out[y0:y1, xa:xb, c]
+        if plain:
+            target[...] = acc  # float32 -> uint8 truncates, as astype
+        else:
+            np.clip(acc, 0, 255, out=acc)
+            np.copyto(target, acc, casting="unsafe", where=m > 0)
+
+
 def available_cores() -> int:
     """The cores this process may use (its CPU affinity on Linux)."""
     import os
@@ -119,17 +161,3 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _blend_band(harmonized: np.ndarray, band: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """:func:`blend` with the same arithmetic, in place on the float32 ``harmonized`` (which it overwrites)."""
-    m = np.asarray(mask, np.float32)[..., None]
-    harmonized *= m
-    rest = band.astype(np.float32)
-    rest *= 1 - m
-    harmonized += rest
-    harmonized += np.float32(0.5)
-    np.clip(harmonized, 0, 255, out=harmonized)
-    out = harmonized.astype(np.uint8)
-    np.copyto(out, band, where=m <= 0)
-    return out
