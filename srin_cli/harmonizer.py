@@ -46,7 +46,8 @@ class HarmonizationMethod:
 
     ``prepare`` makes the network's inputs for one composite (thread-safe, no model call; None when the
     method has no network), ``transform_many`` runs one network pass over several prepared composites, and the
-    call harmonizes one composite at full resolution, with its transform when already predicted.
+    call harmonizes one composite at full resolution, with its transform when already predicted. ``in_place``:
+    the caller no longer needs ``image``, so the result may be written into it (and returned) instead of a copy.
     """
 
     needs_labels = False  # whether the method reads a semantic label map
@@ -58,7 +59,7 @@ class HarmonizationMethod:
         return [None for _ in inputs]
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
-                 transform: ColourTransform | None = None) -> np.ndarray:
+                 transform: ColourTransform | None = None, in_place: bool = False) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -72,9 +73,9 @@ class ClassicalHarmonizer(HarmonizationMethod):
         self.seed = seed
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
-                 transform: ColourTransform | None = None) -> np.ndarray:
+                 transform: ColourTransform | None = None, in_place: bool = False) -> np.ndarray:
         if self.method == "identity":
-            return image.copy()
+            return image if in_place else image.copy()
         from .data.synthesis import transfer
 
         bg = image.reshape(-1, 3)[mask.reshape(-1) <= 0.5]
@@ -193,19 +194,19 @@ class Harmonizer(HarmonizationMethod):
         return self.transform_many([self.prepare(image, mask, labels)])[0]
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
-                 transform: ColourTransform | None = None) -> np.ndarray:
+                 transform: ColourTransform | None = None, in_place: bool = False) -> np.ndarray:
         """Harmonize one composite; ``transform`` = its colour transform when already predicted."""
         if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
             raise ValueError(f"image must be HxWx3 and mask HxW of the same size, got {image.shape} and {mask.shape}")
         if not (mask > 0).any():
-            return image.copy()
+            return image if in_place else image.copy()
         if transform is None:
             transform = self.transform(image, mask, labels)
-        return self.apply(transform, image, mask)
+        return self.apply(transform, image, mask, in_place)
 
-    def apply(self, transform: ColourTransform, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def apply(self, transform: ColourTransform, image: np.ndarray, mask: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Apply the transform at the image's own resolution (:func:`srin_cli.colour.apply_transform`)."""
-        return apply_transform(transform, image, mask)
+        return apply_transform(transform, image, mask, in_place=in_place)
 
 
 def network_method(name: str = "model", model: str | None = "default", checkpoint: str | Path | None = None,

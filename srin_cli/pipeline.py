@@ -68,9 +68,11 @@ class Pipeline:
             for composite, transform in zip(ready, self.method.transform_many([c.network_inputs for c in ready])):
                 composite.colour_transform = transform
 
-    def harmonized(self, composite: Composite) -> np.ndarray:
-        """The full-resolution result (the group's transform when predicted, else one pass of its own)."""
-        return self.method(composite.image, composite.mask, composite.labels, transform=composite.colour_transform)
+    def harmonized(self, composite: Composite, in_place: bool = False) -> np.ndarray:
+        """The full-resolution result (the group's transform when predicted, else one pass of its own).
+        ``in_place``: written into ``composite.image`` when the method can (the composite is then gone)."""
+        return self.method(composite.image, composite.mask, composite.labels, transform=composite.colour_transform,
+                           in_place=in_place)
 
     def run(self, items: list[Item], load: Callable[[Item], CarriesComposite | None],
             finish: Callable[[Item, CarriesComposite | None], bool], describe: Callable[[Item], str], progress,
@@ -115,7 +117,8 @@ def harmonize_items(pipeline: Pipeline, items: list[Item], output: OutputOptions
     def finish(item: Item, job: OutputJob) -> bool:
         if job.composite is None:
             return False
-        write_image(job.target, pipeline.harmonized(job.composite), output.quality)
+        # the composite is not needed after this: the result goes into its buffer (no copy of the photo)
+        write_image(job.target, pipeline.harmonized(job.composite, in_place=True), output.quality)
         written.append(str(job.target))
         return True
 

@@ -173,3 +173,18 @@ def test_in_place_needs_a_writable_buffer():
     image.flags.writeable = False  # a read-only buffer (a view of bytes, say) gets a copy, not an error
     got = apply_transform(params, image, mask, in_place=True)
     assert got is not image and np.array_equal(got, expected)
+
+
+def test_harmonizer_in_place_writes_into_the_composite(tiny_checkpoint):
+    """What harmonize does with a composite it has just read: the result in its buffer, the same bytes."""
+    from srin_cli import harmonizer
+
+    rng = np.random.default_rng(2)
+    image, mask = blob_image(rng, 50, 70), np.zeros((50, 70), np.float32)
+    mask[10:40, 20:50] = 0.7
+    h = harmonizer.Harmonizer.from_checkpoint(tiny_checkpoint, "cpu", backend="torch")
+    expected = h(image, mask)
+    buffer = image.copy()
+    assert h(buffer, mask, in_place=True) is buffer and np.array_equal(buffer, expected)
+    empty = np.zeros_like(mask)
+    assert h(buffer, empty, in_place=True) is buffer and h(buffer, empty) is not buffer
