@@ -79,9 +79,10 @@ def _open(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
         msg = first_line(exc).replace(f" '{path}'", "")  # the path is said once
         raise InputError(f"{path}: not a readable image ({msg})") from None
     try:
-        return ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of the decoded picture
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the picture
-        return img
+        pass
+    return img
 
 
 def _to_uint8_array(img: Image.Image) -> np.ndarray:
@@ -139,8 +140,9 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
             arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr)).reduce(factor))
         mask = cv2.resize(arr.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
     else:
-        mask = arr.astype(np.float32) / 255.0
-    return np.clip(mask, 0.0, 1.0)
+        mask = arr.astype(np.float32)
+        mask /= 255.0  # in place (float32 arithmetic either way): no second float copy of a large mask
+    return np.clip(mask, 0.0, 1.0, out=mask)
 
 
 def read_labels(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
