@@ -1,6 +1,7 @@
-"""srin's quick option conversion (srin_cli.cli.coercion) gives what typer's own (pydantic) conversion gives, value for
-value and error for error, on every parameter of every command; and a quiet harmonize run imports neither pydantic
-nor Rich (start-up time, issue 15)."""
+"""What keeps a cold ``srin harmonize`` short (issue 15) without changing the CLI: srin's quick option conversion
+(srin_cli.cli.coercion) gives what typer's own (pydantic) conversion gives, value for value and error for error,
+on every parameter of every command; commands are built on first use; a quiet run imports neither pydantic nor
+Rich."""
 from __future__ import annotations
 
 import subprocess
@@ -108,3 +109,14 @@ def test_bad_values_still_get_typers_message(tmp_path, args, says):
 
     r = run_cli("harmonize", REPO / "sample_inputs", "-o", tmp_path / "o", *args)
     assert r.exit_code == 2 and says in r.output
+
+
+def test_a_run_builds_its_own_command_only():
+    from srin_cli.cli.main import LazyCommands
+
+    group = typer.main.get_command(app)
+    assert isinstance(group.commands, LazyCommands) and list(group.commands) == ["segment", "harmonize", "evaluate", "train"]
+    ctx = group.make_context("srin", ["harmonize", "x"], resilient_parsing=True)
+    assert group.get_command(ctx, "harmonize").name == "harmonize" and group.get_command(ctx, "nope") is None
+    assert list(group.commands._built) == ["harmonize"]
+    assert [c.name for c in group.commands.values()] == ["segment", "harmonize", "evaluate", "train"]
