@@ -200,7 +200,8 @@ def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None, referen
     except OSError as exc:
         note(f"{path} cannot be read ({exc.strerror}): ignored, PyTorch runs the model")
         return None
-    if content_check(data) is False:
+    own_digest = content_check(data)  # SHA-256 of 3 MB: once
+    if own_digest is False:
         note(f"{path} is damaged (its bytes do not match its SHA-256 entry): ignored, PyTorch runs the model")
         return None
     opts = ort.SessionOptions()
@@ -221,7 +222,7 @@ def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None, referen
     except (KeyError, ValueError):
         return None  # written before the config was recorded: python -m srin_cli.onnx_backend CHECKPOINT
     fast = OnnxTransform(session, config)
-    if content_check(data) is None:  # an export from before the file's own digest: one run against PyTorch
+    if own_digest is None:  # an export from before the file's own digest: one run against PyTorch
         if reference is None:
             try:
                 import torch  # noqa: F401

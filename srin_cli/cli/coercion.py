@@ -7,7 +7,7 @@ plain types (str, int, float, Path, an Enum, lists of Path, names checked by a r
 :func:`install` gives each parameter a converter that returns the same value typer would for the common
 inputs (a default, a decimal number within its bounds, a path, an exact choice) and hands anything else
 (a value it is not sure of, and so every error) to typer's own conversion: messages and exit codes stay
-typer's. ``tests/test_cli_coercion.py`` checks both against each other on every option of every command.
+typer's. ``tests/test_cli_startup.py`` checks both against each other on every option of every command.
 
 This leans on typer internals (``_TyperParameter.type_descriptor`` and its lazily built ``_runtime_param``);
 when they are not there (another typer), nothing is installed and typer converts as usual.
