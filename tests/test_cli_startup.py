@@ -85,21 +85,39 @@ def test_quick_conversion_matches_typer(tmp_path):
 
 
 # as the light install runs it (tests/test_light.py: the optional packages unimportable)
-QUIET_RUN = ("import sys\n"
-             "for m in ('torch', 'torchvision', 'segment_anything', 'sam2', 'skimage', 'scipy', 'onnx', 'onnxscript'):\n"
-             "    sys.modules[m] = None\n"
-             "from srin_cli.cli.main import app\n"
-             "sys.argv[0] = 'srin'\n"
-             "try:\n"
-             "    app()\n"
-             "except SystemExit as exc:\n"
-             "    print(exc.code, 'pydantic' in sys.modules, 'rich' in sys.modules)\n")
+LIGHT = ("import sys\n"
+         "for m in ('torch', 'torchvision', 'segment_anything', 'sam2', 'skimage', 'scipy', 'onnx', 'onnxscript'):\n"
+         "    sys.modules[m] = None\n"
+         "from srin_cli.cli.main import app\n"
+         "sys.argv[0] = 'srin'\n"
+         "app()\n")
 
 
 def test_quiet_harmonize_imports_neither_pydantic_nor_rich(tmp_path):
-    r = subprocess.run([sys.executable, "-c", QUIET_RUN, "harmonize", str(REPO / "sample_inputs"), "-o", str(tmp_path / "o"),
-                        "-q"], capture_output=True, text=True, timeout=300)
-    assert r.stdout.split()[-3:] == ["0", "False", "False"], (r.stdout, r.stderr)
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", LIGHT, "harmonize", str(REPO / "sample_inputs"), "-o",
+                        str(tmp_path / "o"), "-q"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 10, r.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "srin_cli.colour" in imported and "onnxruntime" in imported  # the run did its work
+    assert not {m for m in imported if m.split(".")[0] in ("pydantic", "rich")}
+
+
+def test_a_finished_harmonize_process_ends_without_pythons_shutdown_and_says_everything(tmp_path):
+    """The quick exit (common.allow_quick_exit) keeps the exit code, stdout and stderr of a run with a failure."""
+    import shutil
+
+    root = tmp_path / "in"
+    shutil.copytree(REPO / "sample_inputs", root)
+    broken = next((root / "composite_images").iterdir())
+    broken.write_bytes(b"not an image")
+    r = subprocess.run([sys.executable, "-c", LIGHT, "harmonize", str(root), "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert len(r.stdout.splitlines()) == 9 and all(Path(p).is_file() for p in r.stdout.splitlines())
+    assert f"failed: {broken}" in r.stderr and "9 images written" in r.stderr
+    r = subprocess.run([sys.executable, "-c", LIGHT + "raise SystemExit('not reached')\n", "harmonize", str(root), "-o",
+                        str(tmp_path / "o"), "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and '"skipped": 9' in r.stdout and "not reached" not in r.stderr
 
 
 @pytest.mark.parametrize("args,says", [(["--quality", "0"], "--quality"), (["--workers", "x"], "--workers"),

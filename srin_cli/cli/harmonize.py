@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InputError
-from .common import (Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_notes, print_path,
-                     resolve_device)
+from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, print_failures,
+                     print_notes, print_path, resolve_device)
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MaxPixelsOpt,
                       MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
@@ -116,6 +116,7 @@ def harmonize(
             _print_written(written, out, as_json, interrupted=True)  # stdout still lists what was finished
             raise
     print_outcome(report, written, out, as_json, quiet)
+    allow_quick_exit()
     raise typer.Exit(report.exit_code)
 
 

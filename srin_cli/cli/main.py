@@ -1,6 +1,7 @@
 """The srin command line: one Typer app, one module per command. Heavy imports happen inside commands."""
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -11,6 +12,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from .coercion import QuickParams
+from .common import quick_exit_allowed
 from .evaluate import evaluate
 from .harmonize import harmonize
 from .segment import segment
@@ -110,7 +112,15 @@ class OneLineErrors(QuickParams, TyperGroup):
             sys.exit(1)
         if not standalone_mode:
             return code
-        sys.exit(code if isinstance(code, int) else 0)
+        code = code if isinstance(code, int) else 0
+        if args is None and quick_exit_allowed():  # a srin process (its own command line), its work done
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except OSError:  # a closed pipe, say: the usual exit says what it says
+                sys.exit(code)
+            os._exit(code)  # without Python's shutdown (common.allow_quick_exit)
+        sys.exit(code)
 
 
 app = typer.Typer(
