@@ -148,16 +148,19 @@ def install(params) -> None:
     for param in params:
         descriptor = getattr(param, "type_descriptor", None)
         if descriptor is None or getattr(param, "_runtime_param", False) is not None \
-                or getattr(descriptor, "file_annotation", None) is not None:
+                or not hasattr(param, "get_runtime_param") or getattr(descriptor, "file_annotation", None) is not None:
             continue
-        annotation, info = descriptor.annotation, descriptor.parameter_info
-        many = get_origin(annotation) is list
-        if many:
-            args = get_args(annotation)
-            if len(args) != 1:
-                continue
-            annotation = args[0]
-        convert = _converter(annotation, info)
+        try:
+            annotation, info = descriptor.annotation, descriptor.parameter_info
+            many = get_origin(annotation) is list
+            if many:
+                args = get_args(annotation)
+                if len(args) != 1:
+                    continue
+                annotation = args[0]
+            convert = _converter(annotation, info)
+        except AttributeError:  # a typer whose parameter info reads otherwise: it converts this one itself
+            continue
         if convert is not None:
             param._runtime_param = QuickCoercion(convert, many)
 
