@@ -14,6 +14,15 @@ from srin_cli.build import build_model, save_checkpoint
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
 
+# a `python -c` program that runs srin with the optional packages made unimportable (as in a venv made by
+# `pip install srin-cli`)
+LIGHT = ("import sys\n"
+         "for m in ('torch', 'torchvision', 'segment_anything', 'sam2', 'skimage', 'scipy', 'onnx', 'onnxscript'):\n"
+         "    sys.modules[m] = None\n"
+         "from srin_cli.cli.main import app\n"
+         "sys.argv[0] = 'srin'\n"
+         "app()\n")
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 def run_cli(*args, **kwargs):

@@ -15,7 +15,7 @@ from srin_cli.cli import coercion
 from srin_cli.cli.common import Device
 from srin_cli.cli.main import app
 
-from conftest import REPO
+from conftest import LIGHT, REPO
 
 SAMPLES = {
     int: ["0", "1", "5", "100", "101", "-3", "007", "+5", " 5", "5.0", "5_0", "", "abc", "1" * 25, 0, 7, 100, 101, -1, True, 2.0],
@@ -85,13 +85,6 @@ def test_quick_conversion_matches_typer(tmp_path):
     assert seen >= {int, float, str, bool, Path, Device}
 
 
-# as the light install runs it (tests/test_light.py: the optional packages unimportable)
-LIGHT = ("import sys\n"
-         "for m in ('torch', 'torchvision', 'segment_anything', 'sam2', 'skimage', 'scipy', 'onnx', 'onnxscript'):\n"
-         "    sys.modules[m] = None\n"
-         "from srin_cli.cli.main import app\n"
-         "sys.argv[0] = 'srin'\n"
-         "app()\n")
 
 
 def test_quiet_harmonize_imports_neither_pydantic_nor_rich(tmp_path):

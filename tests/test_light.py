@@ -9,16 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, blob_image
+from conftest import LIGHT, REPO, blob_image
 
 SAMPLES = REPO / "sample_inputs"
-# run srin with the optional packages made unimportable (as in a venv made by `pip install srin-cli`)
-LIGHT = ("import sys\n"
-         "for m in ('torch', 'torchvision', 'segment_anything', 'sam2', 'skimage', 'scipy', 'onnx', 'onnxscript'):\n"
-         "    sys.modules[m] = None\n"
-         "from srin_cli.cli.main import app\n"
-         "sys.argv[0] = 'srin'\n"
-         "app()\n")
 
 
 def light(*args: str, cwd=None) -> subprocess.CompletedProcess:
