@@ -227,10 +227,10 @@ def test_validation_keeps_its_items_and_scores_as_a_fresh_loader(tmp_path):
     model = build_model("srin", widths=(4, 8), image_size=32, gate=True)
     torch.nn.init.normal_(model.head.weight, std=0.1)  # a model that changes the foreground
     v = ValSet(str(val), cfg, create_segmenter("felzenszwalb"), True)
-    plain = validate(model, v.pairs, cfg, Dist("cpu"), v.baseline)  # the folder's dataset, in a loader worker
+    plain = validate(model, v.pairs.ds, cfg, Dist("cpu"), v.baseline)  # the folder's dataset, in a loader worker
     first = v.run(model, cfg, Dist("cpu"))
     assert first["val_fmse"] == round(plain["fmse"], 3) and first["val_worse"] == round(plain["worse"], 3)
-    assert first["val_fmse"] > 0 and len(v.kept["pairs"].items) == 3 and len(v.kept["reals"].items) == 3
+    assert first["val_fmse"] > 0 and len(v.pairs.items) == 3 and len(v.reals.items) == 3
     for path in val.rglob("*.png"):  # nothing is read again
         path.unlink()
     assert v.run(model, cfg, Dist("cpu")) == first

@@ -236,6 +236,16 @@ class KeptItems(Dataset):
             self.items[index] = self.ds[index]
         return self.items[index]
 
+    @property
+    def regions(self) -> int:
+        return self.ds.regions
+
+    @regions.setter
+    def regions(self, regions: int) -> None:
+        """The semantic encoding changes: items are made again."""
+        self.ds.regions = regions
+        self.items.clear()
+
 
 class ValSet:
     """One --val folder: its pairs, the same photos given as composites, and the composites' own fMSE.
@@ -245,14 +255,14 @@ class ValSet:
         from ..data.datasets import FixedPairs, open_dataset
 
         self.prefix = "val" if first else Path(root).name
-        self.pairs = open_dataset(Path(root), cfg.image_size, segmenter, "test", cfg.val_limit, cfg.regions)
-        self.reals = None
-        if isinstance(self.pairs, FixedPairs):
-            self.reals = FixedPairs(Path(root), cfg.image_size, segmenter, composites=[i.composite for i in self.pairs.items],
-                                    reals_as_composites=True)
-            self.reals.regions = self.pairs.regions
-        self.kept = {name: KeptItems(ds) for name, ds in (("pairs", self.pairs), ("reals", self.reals)) if ds is not None}
-        self.baseline = _composite_fmse(self.kept["pairs"])
+        pairs = open_dataset(Path(root), cfg.image_size, segmenter, "test", cfg.val_limit, cfg.regions)
+        self.pairs, self.reals = KeptItems(pairs), None
+        if isinstance(pairs, FixedPairs):
+            reals = FixedPairs(Path(root), cfg.image_size, segmenter, composites=[i.composite for i in pairs.items],
+                               reals_as_composites=True)
+            reals.regions = pairs.regions
+            self.reals = KeptItems(reals)
+        self.baseline = _composite_fmse(self.pairs)
 
     def fields(self) -> list[str]:
         names = ["mse", "fmse", "psnr", *VAL_EXTRA] if self.prefix != "val" else list(VAL_EXTRA)
@@ -262,13 +272,12 @@ class ValSet:
         for ds in (self.pairs, self.reals):
             if ds is not None:
                 ds.regions = regions
-        self.kept = {name: KeptItems(kept.ds) for name, kept in self.kept.items()}  # the semantic encoding changed
 
     def run(self, model, cfg: TrainConfig, dist: Dist) -> dict:
-        v = validate(model, self.kept["pairs"], cfg, dist, self.baseline)
+        v = validate(model, self.pairs, cfg, dist, self.baseline)
         row = {f"{self.prefix}_{k}": round(v[k], 3) for k in ("mse", "fmse", "psnr", "worse")}
         if self.reals is not None:
-            row[f"{self.prefix}_reals_fmse"] = round(validate(model, self.kept["reals"], cfg, dist)["fmse"], 3)
+            row[f"{self.prefix}_reals_fmse"] = round(validate(model, self.reals, cfg, dist)["fmse"], 3)
         return row
 
     def score(self, row: dict) -> float:
