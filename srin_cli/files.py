@@ -18,6 +18,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C (SIGINT) held until the block ends, then raised as KeyboardInterrupt: a file and the record that
+    lists it land together (an interrupt between the rename and the record would leave a written file off the
+    list that an interrupted batch prints). Only in the main thread with Python's own SIGINT handler; elsewhere
+    the block runs as is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    pending: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
 # the hidden temp files of atomic_open: .NAME.PID.XXXXXXXX.part (mkstemp's 8 random characters)
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.part$")
 

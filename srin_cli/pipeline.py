@@ -20,6 +20,7 @@ from . import limits
 from .batch import BatchReport, output_path, run_batch
 from .data.io import cached_labels, header_pixels, read_image, read_mask, write_image
 from .data.pairing import Item
+from .files import interrupts_held
 from .harmonizer import ColourTransform, HarmonizationMethod, NetworkInputs
 
 
@@ -118,8 +119,10 @@ def harmonize_items(pipeline: Pipeline, items: list[Item], output: OutputOptions
         if job.composite is None:
             return False
         # the composite is not needed after this: the result goes into its buffer (no copy of the photo)
-        write_image(job.target, pipeline.harmonized(job.composite, in_place=True), output.quality)
-        written.append(str(job.target))
+        harmonized = pipeline.harmonized(job.composite, in_place=True)
+        with interrupts_held():  # the file and its entry in `written` together
+            write_image(job.target, harmonized, output.quality)
+            written.append(str(job.target))
         return True
 
     report = pipeline.run(items, load, finish, lambda i: str(i.composite), progress, on_failure, "harmonize")

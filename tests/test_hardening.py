@@ -487,3 +487,20 @@ def test_train_applies_the_pixel_budget_to_its_photos(tmp_path):
     one_line_error(run("train", photos, "-o", tmp_path / "run", "--epochs", "1", "--max-pixels", 1000),
                    "32x32 is 1024 pixels, over the --max-pixels budget of 1000 pixels")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupt_during_a_held_write_lands_after_it():
+    """Ctrl-C inside interrupts_held waits for the block's end (the file and its record land together), then
+    is raised; outside a held block it interrupts at once."""
+    from srin_cli.files import interrupts_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal has arrived; the block still runs to its end
+            done.append("written")
+    assert done == ["written"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_held():  # nothing pending: nothing raised
+        done.append("again")
+    assert done == ["written", "again"]

@@ -49,6 +49,7 @@ def segment(
         from .. import limits
         from ..batch import check_writable, clean_stale_temp, refuse_overwriting_inputs, run_batch, shard
         from ..data.io import header_pixels, read_image, write_image, write_labels
+        from ..files import interrupts_held
         from ..registry import SEGMENTERS
         from ..segmentation import create_segmenter
         from ..semantic import colorize_labels
@@ -93,10 +94,12 @@ def segment(
             labels, seconds = loaded
             start = time.perf_counter()
             target = out / f"{item.name}.png"
-            write_labels(target, labels)
-            write_image(out / "preview" / f"{item.name}.png", colorize_labels(labels))
+            preview = colorize_labels(labels)
+            with interrupts_held():  # the files and their entry in `written` together
+                write_labels(target, labels)
+                write_image(out / "preview" / f"{item.name}.png", preview)
+                written.append(str(target))
             busy[0] += seconds + time.perf_counter() - start
-            written.append(str(target))
             return True
 
         started = time.perf_counter()
