@@ -141,7 +141,7 @@ def test_train_fixed_pairs_is_seeded(tmp_path):
 def test_train_and_harmonize_region_token_srin(tmp_path):
     root = make_pairs(tmp_path / "train", n=3, size=(64, 64))
     r = run("train", root, "-o", tmp_path / "run", "--epochs", "1", "--widths", "4,8,8,8", "--image-size", "64",
-            "--batch-size", "3", "--regions", "4", "--norm-levels", "0,1,2", "--chroma-weight", "1", "--grey-weight", "2", "-q")
+            "--batch-size", "3", "--regions", "4", "--norm-levels", "0,1,2", "--chroma-weight", "1", "--grey-weight", "2", "--mse-weight", "4", "-q")
     assert r.exit_code == 0, r.output
     import json
 
@@ -149,6 +149,7 @@ def test_train_and_harmonize_region_token_srin(tmp_path):
 
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     assert recorded["grey_weight"] == 2.0 and recorded["chroma_weight"] == 1.0  # the loss terms are on record
+    assert recorded["mse_weight"] == 4.0 and recorded["gate_target"] == "changed"
 
     assert r.stdout.strip() == str(tmp_path / "run" / "model.pt")  # stdout: the path only (no exporter chatter)
     assert (tmp_path / "run" / "model.onnx").is_file()  # the fast CPU path
@@ -164,6 +165,7 @@ def test_train_and_harmonize_region_token_srin(tmp_path):
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
     _one_line_error(run("train", root, "-o", tmp_path / "bad", "--norm-levels", "0,9", "--widths", "4,8,8,8"))
     _one_line_error(run("train", root, "-o", tmp_path / "bad", "--regions", "1"))
+    _one_line_error(run("train", root, "-o", tmp_path / "bad", "--gate-target", "sometimes"))
 
 
 def test_train_resume_after_interruption(tmp_path, monkeypatch):

@@ -125,6 +125,46 @@ def test_gated_loss_and_chroma_term():
     assert torch.isfinite(loss) and model.gate_head[-1].weight.grad.abs().sum() > 0
 
 
+def test_gate_target_helps_is_the_best_blend_of_the_correction():
+    """'helps' teaches a the share of the correction that brings the foreground closest to the real photo: 1 when
+    the correction lands on it, 0.5 when it goes twice as far, 0 when it points away or nothing was changed."""
+    from srin_cli.training.loop import gate_target
+
+    torch.manual_seed(0)
+    real = torch.rand(4, 3, 8, 8) * 0.5 + 0.25
+    comp = real.clone()
+    comp[:3] = real[:3] + 0.1  # three recoloured pairs, one untouched
+    mask = torch.ones(4, 1, 8, 8)
+    corrected = torch.stack([real[0], real[1] - 0.1, comp[2] + 0.1, comp[3] + 0.2])  # right, 2x too far, away, untouched
+    changed = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    got = gate_target("helps", comp, corrected, real, mask, changed)
+    assert got.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0], abs=1e-4)
+    assert gate_target("changed", comp, corrected, real, mask, changed).tolist() == changed.tolist()
+    assert gate_target("helps", comp, comp, real, mask, changed).tolist() == [0.0] * 4  # no correction: nothing to blend
+    with pytest.raises(ValueError, match="gate target"):
+        gate_target("sometimes", comp, corrected, real, mask, changed)
+
+
+def test_mse_term_is_the_foreground_normalized_squared_error():
+    from srin_cli.build import build_model
+    from srin_cli.training.loop import TrainConfig, fn_mse, gated_loss
+
+    real = torch.zeros(1, 3, 10, 10)
+    mask = torch.zeros(1, 1, 10, 10)
+    mask[..., :5, :] = 1.0  # half the image is foreground
+    pred = real + mask * 0.2
+    assert fn_mse(pred, real, mask).item() == pytest.approx(0.04)  # 0.2 squared on every foreground value
+    model = build_model("srin", widths=(8, 16), image_size=16, gate=True)
+    batch = {"composite": torch.rand(2, 3, 16, 16), "mask": torch.ones(2, 1, 16, 16), "real": torch.rand(2, 3, 16, 16),
+             "semantic": torch.rand(2, 3, 16, 16), "changed": torch.tensor([[1.0], [0.0]])}
+    base = gated_loss(TrainConfig(data="x", out="y"), model, batch)
+    with_mse = gated_loss(TrainConfig(data="x", out="y", mse_weight=2.0), model, batch)
+    assert with_mse.item() > base.item()
+    helps = gated_loss(TrainConfig(data="x", out="y", mse_weight=2.0, gate_target="helps"), model, batch)
+    helps.backward()
+    assert torch.isfinite(helps) and model.gate_head[-1].weight.grad.abs().sum() > 0
+
+
 def test_grey_term_is_one_sided_and_per_pixel():
     from srin_cli.training.loop import chroma_loss, grey_loss
 

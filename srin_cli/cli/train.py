@@ -25,6 +25,8 @@ def train(
     loss: LossOpt = None,
     chroma_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a term that penalises changing the foreground's mean chroma away from the real photo's (washing colour out).")] = 0.0,
     grey_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a one-sided, per-pixel term that penalises foreground pixels less colourful than the real photo's.")] = 0.0,
+    mse_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a foreground-normalized squared-error term added to --loss (the metric, fMSE, is a squared error: L1 alone rewards the median colour, this the mean).")] = 0.0,
+    gate_target: Annotated[str, typer.Option(help="What the --gate is taught: 'changed' (was the pair recoloured) or 'helps' (how much of the model's own correction brings the output closer to the real photo: 0 where it points the wrong way).")] = "changed",
     gate: Annotated[bool, typer.Option("--gate/--no-gate", help="Predict a per-composite confidence that the foreground needs correcting, which scales the transform (learns whether apart from how).")] = False,
     untouched: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs left untouched (composite = real photo).")] = 0.0,
     mild: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs recoloured only mildly (foreground MSE 15-100 instead of 100-4000).")] = 0.0,
@@ -72,6 +74,8 @@ def train(
             raise ValueError(f"--norm-levels must lie in 0..{len(width_list) - 1}, got {norm_levels!r}")
         if regions == 1:
             raise ValueError("--regions must be 0 or at least 2 (the last channel holds the small regions)")
+        if gate_target not in ("changed", "helps"):
+            raise ValueError(f"--gate-target must be 'changed' or 'helps', got {gate_target!r}")
         if init is not None and not init.is_file():
             raise ValueError(f"--init {init}: no such checkpoint")
         _check_run_folder(out, data, val or [], maps)
@@ -81,6 +85,7 @@ def train(
                           limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads,
                           regions=regions, norm_levels=level_list, onnx=onnx, untouched=untouched, mild=mild,
                           same_kind=same_kind, augment=augment, gate=gate, chroma_weight=chroma_weight, grey_weight=grey_weight, ema=ema,
+                          mse_weight=mse_weight, gate_target=gate_target,
                           init=str(init) if init else None, segmenter=segmenter, maps=str(maps) if maps else None,
                           segmenter_options=segmenter_kwargs(segmenter, str(sam_checkpoint) if sam_checkpoint else None, sam_model,
                                                              points_per_side, pred_iou_thresh, stability_score_thresh,

@@ -67,6 +67,10 @@ class TrainConfig:
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
     grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)
     ema: float = 0.0  # decay of the weight average that is validated and saved (0: none)
+    mse_weight: float = 0.0  # weight of a foreground-normalized squared-error term added to ``loss`` (fn_mse)
+    # what the gate is taught (gate_target): "changed" (was the pair recoloured) or "helps" (the blend of the
+    # correction that brings the output closest to the real photo)
+    gate_target: str = "changed"
     init: str | None = None  # start from this checkpoint's weights (those whose names and shapes match)
     segmenter_options: dict = field(default_factory=dict)  # create_segmenter(segmenter, **options)
     maps: str | None = None  # label maps of the training photos (read, missing ones saved)
@@ -101,6 +105,38 @@ def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
 
 
+def fn_mse(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Foreground-normalized squared error (FN-MSE, Sofiiuk et al. 2021): the squared error summed over the image
+    divided by the foreground area (at least 1 % of the image) and the channels, averaged over the batch. fMSE,
+    the metric, is this on the 0-255 scale; L1 alone rewards the median where the metric rewards the mean."""
+    err = ((pred - real) ** 2).sum(dim=(1, 2, 3))
+    area = mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * mask[0].numel()) * pred.shape[1]
+    return (err / area).mean()
+
+
+GATE_TARGETS = ("changed", "helps")
+
+
+def gate_target(kind: str, comp: torch.Tensor, corrected: torch.Tensor, real: torch.Tensor, mask: torch.Tensor,
+                changed: torch.Tensor) -> torch.Tensor:
+    """What the gate's confidence a is taught, per composite (B).
+
+    ``changed``: 1 for a recoloured pair, 0 for an untouched one. ``helps``: the share a* in [0, 1] of the
+    correction d = T(I) - I that brings I + a d closest to the real photo R over the foreground (least squares:
+    a* = <d, R - I> / <d, d>, clipped): 0 for an untouched pair (R = I) and also where the correction points
+    the wrong way, 1 where all of it helps. The first teaches "was this recoloured", the second "will my
+    correction make it better", which is what a pair made worse than its composite fails."""
+    if kind == "changed":
+        return changed
+    if kind != "helps":
+        raise ValueError(f"unknown gate target {kind!r}; choose one of {', '.join(GATE_TARGETS)}")
+    d = (corrected - comp).detach() * mask
+    r = (real - comp) * mask
+    num = (d * r).sum(dim=(1, 2, 3))
+    den = (d * d).sum(dim=(1, 2, 3))
+    return torch.where(den > 1e-8, num / den.clamp_min(1e-8), torch.zeros_like(num)).clamp(0.0, 1.0)
+
+
 def _chroma(x: torch.Tensor) -> torch.Tensor:
     """Per-pixel chroma B x H x W in an opponent space (R-G, (R+G)/2-B)."""
     a = x[:, 0] - x[:, 1]
@@ -126,8 +162,10 @@ def grey_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> tor
 
 
 def _colour_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The chroma and grey terms with their weights (0 when both are off)."""
+    """The chroma, grey and squared-error terms with their weights (0 when all are off)."""
     out = pred.new_zeros(())
+    if cfg.mse_weight:
+        out = out + cfg.mse_weight * fn_mse(pred, real, mask)
     if cfg.chroma_weight:
         out = out + cfg.chroma_weight * chroma_loss(pred, real, mask)
     if cfg.grey_weight:
@@ -155,11 +193,14 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
     loss = compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
     changed = batch["changed"].view(-1)
+    raw = None
+    if changed.sum() > 0 or cfg.gate_target == "helps":
+        raw = composite(apply_affine(params, comp), comp, mask)
     if changed.sum() > 0:
         keep = changed > 0.5
-        raw = composite(apply_affine(params[keep], comp[keep]), comp[keep], mask[keep])
-        loss = loss + 0.5 * compute_loss(cfg.loss, raw, real[keep], mask[keep])
-    return loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), changed)
+        loss = loss + 0.5 * compute_loss(cfg.loss, raw[keep], real[keep], mask[keep])
+    target = gate_target(cfg.gate_target, comp, raw, real, mask, changed) if raw is not None else changed
+    return loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), target)
 
 
 def saved_loss(out: str | Path) -> str | None:
