@@ -147,6 +147,12 @@ LOSSES = Registry("--loss", {
     "fn-l1": Entry(None, "foreground-normalized L1, the default for new runs"),
 })
 
+# what a gated model's confidence is taught (srin_cli.training.loop.gate_target)
+GATE_TARGETS = Registry("--gate-target", {
+    "changed": Entry(None, "was the pair recoloured"),
+    "helps": Entry(None, "how much of the model's own correction brings the output closer to the real photo: 0 where it points the wrong way"),
+})
+
 # mask pairing (srin_cli.data.pairing.mask_candidates)
 MATCH_RULES = Registry("--match", {
     "auto": Entry(None, "same stem, then iHarmony4"),

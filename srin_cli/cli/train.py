@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
-from .options import (DEFAULT_MAX_PIXELS, IouOpt, LossOpt, MaxPixelsOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
+from .options import (DEFAULT_MAX_PIXELS, GateTargetOpt, IouOpt, LossOpt, MaxPixelsOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
                       SegmenterOpt, StabilityOpt, segmenter_kwargs)
 
 
@@ -26,7 +26,7 @@ def train(
     chroma_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a term that penalises changing the foreground's mean chroma away from the real photo's (washing colour out).")] = 0.0,
     grey_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a one-sided, per-pixel term that penalises foreground pixels less colourful than the real photo's.")] = 0.0,
     mse_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a foreground-normalized squared-error term added to --loss (the metric, fMSE, is a squared error: L1 alone rewards the median colour, this the mean).")] = 0.0,
-    gate_target: Annotated[str, typer.Option(help="What the --gate is taught: 'changed' (was the pair recoloured) or 'helps' (how much of the model's own correction brings the output closer to the real photo: 0 where it points the wrong way).")] = "changed",
+    gate_target: GateTargetOpt = "changed",
     gate: Annotated[bool, typer.Option("--gate/--no-gate", help="Predict a per-composite confidence that the foreground needs correcting, which scales the transform (learns whether apart from how).")] = False,
     untouched: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs left untouched (composite = real photo).")] = 0.0,
     mild: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs recoloured only mildly (foreground MSE 15-100 instead of 100-4000).")] = 0.0,
@@ -74,8 +74,6 @@ def train(
             raise ValueError(f"--norm-levels must lie in 0..{len(width_list) - 1}, got {norm_levels!r}")
         if regions == 1:
             raise ValueError("--regions must be 0 or at least 2 (the last channel holds the small regions)")
-        if gate_target not in ("changed", "helps"):
-            raise ValueError(f"--gate-target must be 'changed' or 'helps', got {gate_target!r}")
         if init is not None and not init.is_file():
             raise ValueError(f"--init {init}: no such checkpoint")
         _check_run_folder(out, data, val or [], maps)

@@ -89,7 +89,7 @@ class TrainConfig:
         return self.lr * 0.1 ** sum(epoch >= m for m in self.milestones())
 
 
-from ..registry import LOSSES  # noqa: E402 - the loss names, their help and CLI choices
+from ..registry import GATE_TARGETS, LOSSES  # noqa: E402 - the names, their help and CLI choices
 
 
 def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -99,9 +99,7 @@ def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.
     if name == "l1":
         return torch.nn.functional.l1_loss(pred, real)
     if name == "fn-l1":
-        err = (pred - real).abs().sum(dim=(1, 2, 3))
-        area = mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * mask[0].numel()) * pred.shape[1]
-        return (err / area).mean()
+        return ((pred - real).abs().sum(dim=(1, 2, 3)) / _foreground_values(pred, mask)).mean()
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
 
 
@@ -109,12 +107,13 @@ def fn_mse(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.
     """Foreground-normalized squared error (FN-MSE, Sofiiuk et al. 2021): the squared error summed over the image
     divided by the foreground area (at least 1 % of the image) and the channels, averaged over the batch. fMSE,
     the metric, is this on the 0-255 scale; L1 alone rewards the median where the metric rewards the mean."""
-    err = ((pred - real) ** 2).sum(dim=(1, 2, 3))
-    area = mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * mask[0].numel()) * pred.shape[1]
-    return (err / area).mean()
+    return (((pred - real) ** 2).sum(dim=(1, 2, 3)) / _foreground_values(pred, mask)).mean()
 
 
-GATE_TARGETS = ("changed", "helps")
+def _foreground_values(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What the foreground-normalized losses divide by, per image: foreground pixels (at least 1 % of the
+    image) x channels."""
+    return mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * mask[0].numel()) * pred.shape[1]
 
 
 def gate_target(kind: str, comp: torch.Tensor, corrected: torch.Tensor, real: torch.Tensor, mask: torch.Tensor,
@@ -193,13 +192,11 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
     loss = compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
     changed = batch["changed"].view(-1)
-    raw = None
-    if changed.sum() > 0 or cfg.gate_target == "helps":
-        raw = composite(apply_affine(params, comp), comp, mask)
-    if changed.sum() > 0:
-        keep = changed > 0.5
+    raw = composite(apply_affine(params, comp), comp, mask)
+    keep = changed > 0.5
+    if keep.any():
         loss = loss + 0.5 * compute_loss(cfg.loss, raw[keep], real[keep], mask[keep])
-    target = gate_target(cfg.gate_target, comp, raw, real, mask, changed) if raw is not None else changed
+    target = gate_target(cfg.gate_target, comp, raw, real, mask, changed)
     return loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), target)
 
 
