@@ -106,6 +106,28 @@ def test_checkpoint_round_trip_rebuilds_architecture(tmp_path):
         assert torch.equal(loaded(image, mask, semantic), model.eval()(image, mask, semantic))
 
 
+def test_flip_average_is_the_mean_of_the_two_views_in_eval_mode_only(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("srin", gate=True, **TINY)
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    torch.nn.init.normal_(model.gate_head[-1].weight, std=0.5)
+    image, mask, semantic = _inputs()
+    model.eval()
+    with torch.no_grad():
+        one = model.transform(image, mask, semantic)
+        mirrored = model.transform(*(t.flip(-1) for t in (image, mask, semantic))).flip(-1)
+        assert not torch.allclose(one, mirrored, atol=1e-4)  # the two views differ, so the mean is a real change
+        model.config.flip_average = True
+        both = model.transform(image, mask, semantic)
+        assert torch.allclose(both, (one + mirrored) / 2, atol=1e-6)
+        save_checkpoint(tmp_path / "m.pt", model)
+        loaded, payload = load_model(tmp_path / "m.pt")
+        assert payload["config"]["flip_average"] is True
+        assert torch.allclose(loaded(image, mask, semantic), model(image, mask, semantic), atol=1e-6)
+        model.train()  # training supervises one view
+        assert torch.allclose(model.transform(image, mask, semantic), one, atol=1e-6)
+
+
 class Payload:
     ran = False
 

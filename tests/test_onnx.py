@@ -56,6 +56,23 @@ def test_onnx_matches_pytorch_within_one_grey_level(exported):
         assert np.array_equal(a[mask == 0], image[mask == 0])
 
 
+def test_onnx_graph_of_a_flip_averaging_model_matches_pytorch(tmp_path):
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(1)
+    model = build_model("srin", widths=(4, 8, 8, 8), image_size=64, gate=True, flip_average=True)
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    save_checkpoint(tmp_path / "flip.pt", model)
+    export_onnx(tmp_path / "flip.pt")
+    fast = Harmonizer.from_checkpoint(tmp_path / "flip.pt", "cpu", backend="onnx")
+    ref = Harmonizer.from_checkpoint(tmp_path / "flip.pt", "cpu", backend="torch")
+    assert fast.config["flip_average"] is True
+    items = _composites()
+    for params_fast, params_ref in zip(fast.transform_many([fast.prepare(*it) for it in items]),
+                                       ref.transform_many([ref.prepare(*it) for it in items])):
+        assert np.allclose(params_fast, params_ref, atol=1e-4)
+        assert not np.allclose(params_ref, params_ref[..., ::-1], atol=1e-3)  # not trivially symmetric
+
+
 def test_one_thread_gives_the_same_transforms():
     """harmonize runs a single composite's network pass on one ONNX Runtime thread (it starts faster): the
     shipped default's transforms are the same bits as on one thread per core."""

@@ -44,6 +44,9 @@ class UNetConfig:
     gate_bias: float = 0.0
     # the segmenter whose maps the model was trained on (harmonize uses it by default)
     segmenter: str = "felzenszwalb"
+    # inference (eval mode) only: the transform is the mean of the one predicted for the composite and the
+    # mirror image of the one predicted for its mirror image (two network passes; training sees one view)
+    flip_average: bool = False
 
     def __post_init__(self):
         if self.regions:
@@ -144,7 +147,15 @@ class HarmonizationUNet(nn.Module):
         return self.norms[key](x, resize_to(mask, size), resize_to(semantic, size))
 
     def transform(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-        """The transform to apply (B x 12 x H/2 x W/2), already scaled by the gate when the model has one."""
+        """The transform to apply (B x 12 x H/2 x W/2), already scaled by the gate when the model has one, and
+        averaged with the mirror view's when ``flip_average`` (in eval mode)."""
+        if self.config.flip_average and not self.training:
+            n = image.shape[0]
+            both = self._gated(*(torch.cat([t, t.flip(-1)]) for t in (image, mask, semantic)))
+            return (both[:n] + both[n:].flip(-1)) / 2
+        return self._gated(image, mask, semantic)
+
+    def _gated(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         params, gate_logit = self.transform_parts(image, mask, semantic)
         if gate_logit is None:
             return params
