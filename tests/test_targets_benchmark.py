@@ -82,3 +82,19 @@ def test_on_labelme_val_pairs():
     targets = _load("targets")
     rows = targets.measure(["identity"], SHARED, ["labelme_val"], limit=2, log=lambda msg: None)
     assert rows[0]["labelme_val_harm"] == 0 and 100 < rows[0]["labelme_val_fmse"] < 4000
+
+
+def test_chroma_bins_of_identity_are_the_recipe_alone(tmp_path, capsys):
+    _load("targets")
+    bins = _load("chroma_bins")
+    samples = sys.modules["targets"].load_set(_data(tmp_path) / "objects_val")
+    rows = bins.rows_for(sys.modules["targets"].make_runner("identity"), samples)
+    assert [r["bin"] for r in rows] == ["0-8", "8-15", "15-25", ">= 25"] and sum(r["n"] for r in rows) == 3
+    for r in rows:
+        if r["n"]:
+            assert r["out_minus_comp"] == 0 and math.isclose(r["out_minus_real"], r["comp_minus_real"])
+        else:
+            assert math.isnan(r["out_minus_real"])
+    bins.main(["identity", "--data", str(_data(tmp_path)), "--sets", "objects_val"])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| set | model |") and len(table) == 2 + len(bins.BINS)
