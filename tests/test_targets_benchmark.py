@@ -98,3 +98,26 @@ def test_chroma_bins_of_identity_are_the_recipe_alone(tmp_path, capsys):
     bins.main(["identity", "--data", str(_data(tmp_path)), "--sets", "objects_val"])
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| set | model |") and len(table) == 2 + len(bins.BINS)
+
+
+def test_widening_a_checkpoint_keeps_its_transform(tmp_path):
+    import pytest
+    import torch
+
+    from srin_cli.build import build_model, save_checkpoint
+
+    widen = _load("widen_checkpoint")
+    torch.manual_seed(0)
+    old = build_model("srin", widths=(4, 8, 16, 40), image_size=64, gate=True)  # attention width 10 -> 16
+    for p in old.parameters():  # a model whose every weight matters, not the identity it starts as
+        torch.nn.init.normal_(p, std=0.2)
+    new = widen.widen(old, (6, 12, 24, 64))
+    assert sum(p.numel() for p in new.parameters()) > sum(p.numel() for p in old.parameters())
+    assert widen.max_difference(old, new) < 1e-5
+    broken = build_model("srin", widths=(6, 12, 24, 64), image_size=64, gate=True)
+    assert widen.max_difference(old, broken) > 1e-2  # the check can fail
+    with pytest.raises(ValueError, match="narrower"):
+        widen.widen(old, (2, 8, 16, 40))
+    save_checkpoint(tmp_path / "old.pt", old)
+    widen.main([str(tmp_path / "old.pt"), str(tmp_path / "new.pt"), "6,12,24,64"])
+    assert (tmp_path / "new.pt").is_file()
