@@ -19,15 +19,9 @@ import torch
 
 from srin_cli.build import load_model, model_from_config, save_checkpoint
 
-Segments = list[tuple[int, int, int]]  # (old start, new start, length)
-
-
-def _key_width(channels: int) -> int:
-    return max(8, channels // 4)  # SRIN's key_channels default (modeling/norms.py)
-
-
-def channel_maps(old_widths: list[int], new_widths: list[int], semantic: int, norm_keys) -> tuple[dict, dict]:
-    """Per module (state-dict prefix): the old -> new index segments of its output and of its input channels."""
+def channel_maps(old_widths: list[int], new_widths: list[int], semantic: int, key_widths: dict[str, int]) -> tuple[dict, dict]:
+    """Per module (state-dict prefix): the old -> new index segments (old start, new start, length) of its output
+    and of its input channels. ``key_widths``: each norm's (by its key) old attention width."""
     n = len(old_widths)
     level = lambda i: [(0, 0, old_widths[i])]
     fixed = lambda k: [(0, 0, k)]
@@ -44,10 +38,10 @@ def channel_maps(old_widths: list[int], new_widths: list[int], semantic: int, no
     co, cn = old_widths[-1], new_widths[-1]  # gate input: fg mean, fg std, bg mean, bg std of the deepest features, then 12 RGB stats
     out_map["gate_head.0"], in_map["gate_head.0"] = fixed(64), [(b * co, b * cn, co) for b in range(4)] + [(4 * co, 4 * cn, 12)]
     out_map["gate_head.2"], in_map["gate_head.2"] = fixed(1), fixed(64)
-    for key in norm_keys:
+    for key, d_old in key_widths.items():
         i = n - 1 - int(key)
         p = f"norms.{key}."
-        d = [(0, 0, _key_width(old_widths[i]))]
+        d = [(0, 0, d_old)]
         out_map[p + "h_q"], in_map[p + "h_q"] = d, fixed(semantic)
         out_map[p + "h_k"], in_map[p + "h_k"] = d, level(i)
         for m in ("h_v", "g_gamma", "g_beta"):
@@ -68,7 +62,8 @@ def widen(old, widths: tuple[int, ...], seed: int = 0):
     config["widths"] = list(widths)
     new = model_from_config(config)
     ow, nw = list(old.config.widths), list(widths)
-    out_map, in_map = channel_maps(ow, nw, old.config.semantic_channels, list(old.norms.keys()))
+    key_width = lambda model, key: model.norms[key].h_k.out_channels  # SRIN's attention width, as built
+    out_map, in_map = channel_maps(ow, nw, old.config.semantic_channels, {k: key_width(old, k) for k in old.norms})
     old_sd, new_sd = old.state_dict(), new.state_dict()
     with torch.no_grad():
         for name, t in new_sd.items():
@@ -93,8 +88,7 @@ def widen(old, widths: tuple[int, ...], seed: int = 0):
                     for c, d, m in in_map[module]:
                         t[b:b + k, d:d + m] = o[a:a + k, c:c + m]
         for key in old.norms:
-            i = len(ow) - 1 - int(key)
-            do, dn = _key_width(ow[i]), _key_width(nw[i])
+            do, dn = key_width(old, key), key_width(new, key)
             p = f"norms.{key}."
             new_sd[p + "h_k.weight"][do:] = 0
             new_sd[p + "h_k.bias"][do:] = 0
