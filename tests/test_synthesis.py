@@ -284,3 +284,35 @@ def test_synthesize_speed_256() -> None:
         synthesize(image, mask, lambda: reference, rng)
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0, f"20 synthesize calls took {elapsed:.2f} s"
+
+
+# ----------------------------------------------------------------------------- match_chroma
+
+
+def _chroma(image: np.ndarray, mask: np.ndarray) -> float:
+    lab = _lab(image[mask > 0.5])
+    return float(np.hypot(lab[:, 1], lab[:, 2]).mean())
+
+
+def test_match_chroma_gives_back_the_real_colourfulness_and_keeps_the_rest() -> None:
+    from srin_cli.data.synthesis import match_chroma
+
+    real, mask = _photo(), _box_mask()
+    rng = np.random.default_rng(3)
+    for method in ("reinhard_lab", "covariance_rgb"):
+        comp = transfer(real, mask, _reference(), method, rng)  # a reddish recolouring: more colourful
+        assert abs(_chroma(comp, mask) - _chroma(real, mask)) > 5.0
+        kept = match_chroma(comp, real, mask)
+        assert abs(_chroma(kept, mask) - _chroma(real, mask)) < 0.5
+        assert np.array_equal(kept[mask == 0], comp[mask == 0])  # the background is the composite's, exactly
+        # lightness and hue stay the composite's: the change is in colourfulness only
+        lab_c, lab_k = _lab(comp[mask > 0.5]), _lab(kept[mask > 0.5])
+        assert np.abs(lab_c[:, 0] - lab_k[:, 0]).mean() < 1.5
+        hue_c, hue_k = np.arctan2(lab_c[:, 2], lab_c[:, 1]), np.arctan2(lab_k[:, 2], lab_k[:, 1])
+        assert np.abs(np.angle(np.exp(1j * (hue_c - hue_k)))).mean() < 0.05
+    grey = np.full_like(real, 128)  # a grey composite cannot be given colour by scaling: the factor is clipped
+    assert np.isfinite(match_chroma(grey, real, mask).astype(float)).all()
+    empty = np.zeros_like(mask)
+    assert np.array_equal(match_chroma(real[::-1].copy(), real, empty), real[::-1])
+    with pytest.raises(ValueError):
+        match_chroma(real, real[:32], mask)

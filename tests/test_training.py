@@ -92,6 +92,26 @@ def test_recipe_pools_folders_and_leaves_a_share_untouched(tmp_path):
     assert torch.equal(plain[4]["composite"], items[4]["composite"])  # reproducible
     with pytest.raises(ValueError):
         Recipe(untouched=0.7, mild=0.5)
+    # keep_chroma: every recoloured pair gets the real photo's mean foreground chroma back (and only then differs
+    # from the plain recipe: the same seed draws the same recolouring first)
+    kept = open_training_set([a, b], 32, seg, recipe=Recipe(same_kind=1.0, keep_chroma=1.0))
+    real_c = [_fg_chroma(it["real"], it["mask"]) for it in items]
+    plain_gap = [abs(_fg_chroma(it["composite"], it["mask"]) - r) for it, r in zip(items, real_c)]
+    kept_gap = [abs(_fg_chroma(kept[i]["composite"], kept[i]["mask"]) - r) for i, r in enumerate(real_c)]
+    assert sum(kept_gap) < 0.3 * sum(plain_gap) and all(k["changed"].item() == 1.0 for k in (kept[0], kept[1]))
+    with pytest.raises(ValueError):
+        Recipe(keep_chroma=1.5)
+
+
+def _fg_chroma(image, mask) -> float:
+    """Mean Lab chroma of a CHW float image's foreground (mask > 0.5)."""
+    import cv2
+    import numpy as np
+
+    rgb = np.ascontiguousarray(image.permute(1, 2, 0).numpy().astype(np.float32))
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+    fg = mask[0].numpy() > 0.5
+    return float(np.hypot(lab[..., 1], lab[..., 2])[fg].mean())
 
 
 def test_gate_scales_the_transform_and_zero_means_identity():

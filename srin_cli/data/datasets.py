@@ -120,6 +120,8 @@ class Recipe:
     recognise a foreground that fits). ``mild``: share recoloured weakly (foreground MSE in ``mild_fmse``
     instead of 100-4000). ``same_kind``: chance that the reference is another photo's object of the same
     kind, where the folder's ``objects.csv`` names one (as iHarmony4's HCOCO), else any object or photo.
+    ``keep_chroma``: share of recoloured pairs whose foreground is then given back the real photo's mean chroma
+    (synthesis.match_chroma): the change of lightness and hue stays, the change of colourfulness goes.
     ``augment``: a random crop (60-100 % of each side, keeping the object) and a horizontal flip per item.
     """
 
@@ -128,12 +130,15 @@ class Recipe:
     mild_fmse: tuple[float, float] = (15.0, 100.0)
     same_kind: float = 0.0
     augment: bool = False
+    keep_chroma: float = 0.0
 
     def __post_init__(self):
         if not (0 <= self.untouched and 0 <= self.mild and self.untouched + self.mild <= 1):
             raise ValueError(f"untouched and mild shares must be >= 0 and sum to at most 1, got {self.untouched}, {self.mild}")
         if not 0 <= self.same_kind <= 1:
             raise ValueError(f"same_kind must lie in [0, 1], got {self.same_kind}")
+        if not 0 <= self.keep_chroma <= 1:
+            raise ValueError(f"keep_chroma must lie in [0, 1], got {self.keep_chroma}")
 
 
 def _object_kinds(root: Path, names: list[str]) -> list[str | None]:
@@ -219,7 +224,7 @@ class SynthesizedPairs(_Base):
         return pixels
 
     def __getitem__(self, index: int) -> dict:
-        from .synthesis import synthesize
+        from .synthesis import match_chroma, synthesize
 
         rng = np.random.default_rng([self.seed, self.epoch, index])
         real, mask = self.images[index], self.masks[index]
@@ -236,6 +241,8 @@ class SynthesizedPairs(_Base):
         else:
             low, high = recipe.mild_fmse if draw < recipe.untouched + recipe.mild else (100.0, 4000.0)
             comp, _, _ = synthesize(real, mask, lambda: self._reference(rng, index), rng, min_fmse=low, max_fmse=high)
+            if recipe.keep_chroma and rng.random() < recipe.keep_chroma:  # no draw at 0: older runs replay exactly
+                comp = match_chroma(comp, real, mask)
             changed = True
         if labels is None and recipe.augment:  # a new view every time: segment it now, with one of the segmenters
             labels = self.segmenters[int(rng.integers(len(self.segmenters))) if len(self.segmenters) > 1 else 0](real)

@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["METHODS", "transfer", "foreground_mse", "synthesize"]
+__all__ = ["METHODS", "transfer", "foreground_mse", "synthesize", "match_chroma"]
 
 METHODS: tuple[str, ...] = ("reinhard_lab", "covariance_rgb", "histogram_lab", "idt", "retouch")
 
@@ -307,6 +307,36 @@ def transfer(
     np.clip(recoloured, 0.0, 1.0, out=recoloured)
     blended = original + alpha[:, None] * (recoloured * np.float32(255.0) - original)
     flat_out[touched] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+def match_chroma(composite: np.ndarray, real: np.ndarray, mask: np.ndarray, limits: tuple[float, float] = (0.2, 5.0)) -> np.ndarray:
+    """The composite with its foreground as colourful as the real photo's, hue and lightness kept.
+
+    The foreground's Lab chroma (a, b) is scaled by one factor, the real photo's mean foreground chroma over the
+    composite's (clipped to ``limits``), so the recolouring keeps what a change of light does (lightness, hue,
+    white balance) and loses what it does not (making an object more or less colourful than it is). Pixels with
+    mask 0 are exactly the composite's; soft mask pixels are blended. Mean chroma over ``mask > 0.5``.
+    """
+    _check_image(composite)
+    _check_image(real)
+    if composite.shape != real.shape:
+        raise ValueError(f"composite and real must have the same shape, got {composite.shape} and {real.shape}")
+    _check_mask(mask, composite.shape[:2])
+    fg = mask > 0.5
+    if not fg.any():
+        return composite.copy()
+    lab = cv2.cvtColor(composite.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2Lab)
+    real_ab = cv2.cvtColor(real.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2Lab)[..., 1:][fg]
+    have = float(np.hypot(lab[..., 1][fg], lab[..., 2][fg]).mean())
+    want = float(np.hypot(real_ab[:, 0], real_ab[:, 1]).mean())
+    factor = float(np.clip(want / max(have, 1e-3), *limits))
+    lab[..., 1:] *= np.float32(factor)
+    scaled = np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * np.float32(255.0), 0.0, 255.0)
+    alpha = mask.astype(np.float32)[..., None]
+    out = composite.astype(np.float32) + alpha * (scaled - composite.astype(np.float32))
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out[mask <= 0] = composite[mask <= 0]
     return out
 
 
