@@ -16,6 +16,11 @@ Checks (0-255 scale; fMSE and PSNR scored at 256x256 as ``srin evaluate`` does, 
 * dC, lose>2%   real_composites, real_composites_diverse (no ground truth): mean of (output - composite)
           foreground chroma, and the % of images losing more than 2 units.
 
+``--jpeg Q`` measures the sets as iHarmony4 ships its pairs: every composite and real photo re-encoded as a JPEG
+at quality Q before anything runs (the real photos are then also the ground truth). A lossless composite keeps
+the pixel-level traces of its recolouring, a JPEG-saved one (or a real cut-and-paste composite) does not: a model
+whose correction falls away here learned those traces rather than colours.
+
 Chroma is ``chroma_bias.chroma``: sqrt(a^2 + b^2) in OpenCV's 8-bit Lab (a, b minus 128), averaged over
 mask > 0.5 at the image's own size. Each set's images are read once and reused for every model. The table
 goes to stdout (markdown), progress to stderr.
@@ -72,8 +77,19 @@ def chroma(image: np.ndarray, weight: np.ndarray) -> float:
     return _chroma(image, weight)
 
 
-def load_set(root: Path, limit: int | None = None) -> list[Sample]:
-    """Read a set folder (composite_images/, masks/, optional real_images/) into memory, first ``limit`` items."""
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """The RGB uint8 image after saving it as a JPEG at ``quality`` and reading it back."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def load_set(root: Path, limit: int | None = None, jpeg: int | None = None) -> list[Sample]:
+    """Read a set folder (composite_images/, masks/, optional real_images/) into memory, first ``limit`` items.
+    ``jpeg``: re-encode every composite and real photo as a JPEG of this quality (see the module notes)."""
     from srin_cli.data.io import read_image, read_mask
     from srin_cli.data.pairing import list_images, pair_items
 
@@ -85,9 +101,11 @@ def load_set(root: Path, limit: int | None = None) -> list[Sample]:
         if item.error and not (item.mask is not None and item.real is None and item.error.startswith("no real image")):
             raise ValueError(f"{root}: {item.error}")  # a missing real photo is fine: a set without ground truth
         comp = read_image(item.composite)
+        comp = jpeg_round_trip(comp, jpeg) if jpeg else comp
         sample = Sample(item.name, comp, read_mask(item.mask, comp.shape[:2]))
         if item.real is not None:
             sample.real = read_image(item.real)
+            sample.real = jpeg_round_trip(sample.real, jpeg) if jpeg else sample.real
             sample.real_mask = sample.mask if sample.real.shape == comp.shape else read_mask(item.mask, sample.real.shape[:2])
         samples.append(sample)
     return samples
@@ -157,14 +175,16 @@ def columns(sets: list[str]) -> list[tuple[str, str]]:
 
 
 def measure(specs: list[str], data: Path, sets: list[str], limit: int | None = None, device: str = "cpu",
-            log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)) -> list[dict]:
-    """One row per spec: {"model": spec, "<set>_<key>": value, ...}. Sets outer, models inner: each set is read once."""
+            log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+            jpeg: int | None = None) -> list[dict]:
+    """One row per spec: {"model": spec, "<set>_<key>": value, ...}. Sets outer, models inner: each set is read once.
+    ``jpeg``: the sets re-encoded as JPEGs of this quality (:func:`load_set`)."""
     runners = {spec: make_runner(spec, device) for spec in specs}
     rows = {spec: {"model": spec} for spec in specs}
     for name in sets:
         t0 = time.perf_counter()
-        samples = load_set(data / name, limit)
-        log(f"{name}: {len(samples)} items read in {time.perf_counter() - t0:.1f} s")
+        samples = load_set(data / name, limit, jpeg)
+        log(f"{name}: {len(samples)} items read{f' (as JPEG, quality {jpeg})' if jpeg else ''} in {time.perf_counter() - t0:.1f} s")
         check = paired_checks if name in PAIRED_SETS else greying_checks
         for spec, run in runners.items():
             t0 = time.perf_counter()
@@ -213,12 +233,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N items of each set")
     parser.add_argument("--csv", type=Path, default=None, help="also write the numbers to this CSV")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jpeg", type=int, default=None, metavar="Q",
+                        help="re-encode every composite and real photo as a JPEG of quality Q (1-100) first")
     args = parser.parse_args(argv)
+    if args.jpeg is not None and not 1 <= args.jpeg <= 100:
+        parser.error("--jpeg must lie in 1..100")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
     sets = list(dict.fromkeys(args.sets))
     t0 = time.perf_counter()
-    rows = measure(args.models, args.data, sets, args.limit, args.device)
+    rows = measure(args.models, args.data, sets, args.limit, args.device, jpeg=args.jpeg)
     print(markdown_table(rows, sets))
     legend = {"obj": "objects_val", "lm": "labelme_val", "rc": "real_composites", "div": "real_composites_diverse"}
     print("\n" + "; ".join(f"{k} = {v}" for k, v in legend.items() if v in sets)

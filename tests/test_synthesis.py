@@ -316,3 +316,16 @@ def test_match_chroma_gives_back_the_real_colourfulness_and_keeps_the_rest() -> 
     assert np.array_equal(match_chroma(real[::-1].copy(), real, empty), real[::-1])
     with pytest.raises(ValueError):
         match_chroma(real, real[:32], mask)
+
+
+def test_degrade_blurs_and_compresses_reproducibly() -> None:
+    from srin_cli.data.synthesis import degrade
+
+    image = _photo(64)
+    out = degrade(image, np.random.default_rng(5))
+    assert out.shape == image.shape and out.dtype == np.uint8 and not np.array_equal(out, image)
+    assert np.abs(out.astype(float) - image).mean() < 12  # a photo pipeline's loss, not a new picture
+    assert np.array_equal(out, degrade(image, np.random.default_rng(5)))
+    # noise (the pixel trace a recolouring stretches) is what it takes away: high frequencies shrink
+    lap = lambda x: np.abs(cv2.Laplacian(x.astype(np.float32), cv2.CV_32F)).mean()  # noqa: E731
+    assert lap(degrade(image, np.random.default_rng(1), blur=1.0)) < 0.7 * lap(image)

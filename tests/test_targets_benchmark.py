@@ -46,6 +46,17 @@ def test_identity_does_nothing(tmp_path):
     assert targets.greying_checks(run, samples) == {"dchroma": 0.0, "lose_pct": 0.0}
 
 
+def test_jpeg_sets_are_re_encoded_composites_and_reals(tmp_path):
+    targets = _load("targets")
+    root = _data(tmp_path) / "objects_val"
+    plain, coded = targets.load_set(root), targets.load_set(root, jpeg=50)
+    for p, c in zip(plain, coded):
+        assert c.comp.shape == p.comp.shape and not np.array_equal(c.comp, p.comp)
+        assert np.array_equal(c.comp, targets.jpeg_round_trip(p.comp, 50))
+        assert np.array_equal(c.real, targets.jpeg_round_trip(p.real, 50)) and np.array_equal(c.mask, p.mask)
+    assert targets.paired_checks(targets.make_runner("identity"), coded)["harm"] == 0
+
+
 def test_table_and_csv_for_a_model(tmp_path, tiny_checkpoint, capsys):
     targets = _load("targets")
     out = tmp_path / "t.csv"

@@ -101,6 +101,13 @@ def test_recipe_pools_folders_and_leaves_a_share_untouched(tmp_path):
     assert sum(kept_gap) < 0.3 * sum(plain_gap) and all(k["changed"].item() == 1.0 for k in (kept[0], kept[1]))
     with pytest.raises(ValueError):
         Recipe(keep_chroma=1.5)
+    # degrade: untouched pairs too come back compressed (the real photo stays the target)
+    degraded = open_training_set([a, b], 32, seg, recipe=Recipe(untouched=1.0, degrade=1.0))
+    item = degraded[0]
+    assert item["changed"].item() == 0.0 and not torch.equal(item["composite"], item["real"])
+    assert (item["composite"] - item["real"]).abs().mean() < 0.05
+    with pytest.raises(ValueError):
+        Recipe(degrade=-0.1)
 
 
 def _fg_chroma(image, mask) -> float:

@@ -122,6 +122,8 @@ class Recipe:
     kind, where the folder's ``objects.csv`` names one (as iHarmony4's HCOCO), else any object or photo.
     ``keep_chroma``: share of recoloured pairs whose foreground is then given back the real photo's mean chroma
     (synthesis.match_chroma): the change of lightness and hue stays, the change of colourfulness goes.
+    ``degrade``: share of composites (untouched ones included) passed through a blur and a JPEG round trip
+    (synthesis.degrade), so the pixel-level traces of a recolouring are not a cue; the real photo stays the target.
     ``augment``: a random crop (60-100 % of each side, keeping the object) and a horizontal flip per item.
     """
 
@@ -131,6 +133,7 @@ class Recipe:
     same_kind: float = 0.0
     augment: bool = False
     keep_chroma: float = 0.0
+    degrade: float = 0.0
 
     def __post_init__(self):
         if not (0 <= self.untouched and 0 <= self.mild and self.untouched + self.mild <= 1):
@@ -139,6 +142,8 @@ class Recipe:
             raise ValueError(f"same_kind must lie in [0, 1], got {self.same_kind}")
         if not 0 <= self.keep_chroma <= 1:
             raise ValueError(f"keep_chroma must lie in [0, 1], got {self.keep_chroma}")
+        if not 0 <= self.degrade <= 1:
+            raise ValueError(f"degrade must lie in [0, 1], got {self.degrade}")
 
 
 def _object_kinds(root: Path, names: list[str]) -> list[str | None]:
@@ -224,7 +229,7 @@ class SynthesizedPairs(_Base):
         return pixels
 
     def __getitem__(self, index: int) -> dict:
-        from .synthesis import match_chroma, synthesize
+        from .synthesis import degrade, match_chroma, synthesize
 
         rng = np.random.default_rng([self.seed, self.epoch, index])
         real, mask = self.images[index], self.masks[index]
@@ -244,6 +249,8 @@ class SynthesizedPairs(_Base):
             if recipe.keep_chroma and rng.random() < recipe.keep_chroma:  # no draw at 0: older runs replay exactly
                 comp = match_chroma(comp, real, mask)
             changed = True
+        if recipe.degrade and rng.random() < recipe.degrade:  # no draw at 0: older runs replay exactly
+            comp = degrade(comp, rng)
         if labels is None and recipe.augment:  # a new view every time: segment it now, with one of the segmenters
             labels = self.segmenters[int(rng.integers(len(self.segmenters))) if len(self.segmenters) > 1 else 0](real)
         elif labels is None:

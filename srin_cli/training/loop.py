@@ -64,6 +64,7 @@ class TrainConfig:
     same_kind: float = 0.0
     augment: bool = False
     keep_chroma: float = 0.0
+    degrade: float = 0.0
     gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
     grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)
@@ -431,7 +432,7 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
 
     # first: the Recipe checks the shares before a segmenter is loaded
     recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment,
-                    keep_chroma=cfg.keep_chroma)
+                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade)
     segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
     if cfg.segmenter == "felzenszwalb" and not cfg.maps and "scale" not in cfg.segmenter_options:
