@@ -105,7 +105,8 @@ def test_recipe_pools_folders_and_leaves_a_share_untouched(tmp_path):
     degraded = open_training_set([a, b], 32, seg, recipe=Recipe(untouched=1.0, degrade=1.0))
     item = degraded[0]
     assert item["changed"].item() == 0.0 and not torch.equal(item["composite"], item["real"])
-    assert (item["composite"] - item["real"]).abs().mean() < 0.05
+    # (these test photos are pure noise, which JPEG smooths: the colours, not the pixels, stay)
+    assert (item["composite"].mean(dim=(1, 2)) - item["real"].mean(dim=(1, 2))).abs().max() < 0.02
     with pytest.raises(ValueError):
         Recipe(degrade=-0.1)
 
