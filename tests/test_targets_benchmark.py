@@ -132,3 +132,15 @@ def test_widening_a_checkpoint_keeps_its_transform(tmp_path):
     save_checkpoint(tmp_path / "old.pt", old)
     widen.main([str(tmp_path / "old.pt"), str(tmp_path / "new.pt"), "6,12,24,64"])
     assert (tmp_path / "new.pt").is_file()
+
+
+def test_degradation_probe(tmp_path, tiny_checkpoint, capsys):
+    probe = _load("degradation_probe")
+    samples = _load("targets").load_set(_data(tmp_path) / "objects_val")
+    identity = _load("targets").make_runner("identity")
+    for name, degrade in probe.DEGRADATIONS.items():  # doing nothing removes nothing and harms nothing
+        assert probe.probe(identity, samples, degrade) == {"removed_pct": 0.0, "harm": 0.0}
+    assert not np.array_equal(probe.DEGRADATIONS["blur0.6"](samples[0].comp), samples[0].comp)
+    probe.main([str(tiny_checkpoint), "--data", str(_data(tmp_path)), "--limit", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "| model | none | jpeg90 | blur0.6 | resample1.5 | noise2 |" and len(lines) == 4
