@@ -52,4 +52,22 @@ def test_evaluate_sample_inputs_bit_identical(tmp_path, variant, args):
     args = [str(out / "report.html") if a == "REPORT" else a for a in args]
     r = CliRunner().invoke(app, ["evaluate", str(SAMPLES), "-o", str(out), "-q", *args])
     assert r.exit_code == 0, r.output
-    assert _digests(out, expected) == expected
+    # the numbers byte for byte; the report's picture (drawn with OpenCV's text and resizing, which change
+    # between OpenCV releases: 5.0 -> 5.1 moved its bytes, not its scores) pixel for pixel against the recorded
+    # docs/examples.png, the same picture (benchmarks/rerecord_baselines.sh writes both)
+    files = [n for n in expected if n != "report.png"]
+    assert _digests(out, files) == {n: expected[n] for n in files}
+    if "report.png" in expected:
+        _assert_same_picture(out / "report.png", REPO / "docs" / "examples.png")
+
+
+def _assert_same_picture(got: Path, recorded: Path) -> None:
+    """Same size, and at most 5 % of the pixel values more than 8 grey levels apart. Measured: OpenCV 5.0 against
+    5.1 on the same outputs, 1.2 % (its text and thumbnails); session 8's default against session 9's, 32.5 %."""
+    import numpy as np
+    from PIL import Image
+
+    a, b = (np.asarray(Image.open(f).convert("RGB"), dtype=np.int16) for f in (got, recorded))
+    assert a.shape == b.shape, f"{got.name}: {a.shape} against the recorded {b.shape}"
+    far = float((np.abs(a - b) > 8).mean())
+    assert far <= 0.05, f"{got.name}: {100 * far:.2f} % of its values differ from {recorded.name} by more than 8"
