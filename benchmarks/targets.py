@@ -78,13 +78,10 @@ def chroma(image: np.ndarray, weight: np.ndarray) -> float:
 
 
 def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
-    """The RGB uint8 image after saving it as a JPEG at ``quality`` and reading it back."""
-    import cv2
+    """The RGB uint8 image saved as a JPEG of ``quality`` and read back (the training recipe's own round trip)."""
+    from srin_cli.data.synthesis import jpeg_round_trip as round_trip
 
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return round_trip(image, quality)
 
 
 def load_set(root: Path, limit: int | None = None, jpeg: int | None = None) -> list[Sample]:

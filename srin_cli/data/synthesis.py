@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["METHODS", "transfer", "foreground_mse", "synthesize", "match_chroma", "degrade"]
+__all__ = ["METHODS", "transfer", "foreground_mse", "synthesize", "match_chroma", "degrade", "jpeg_round_trip"]
 
 METHODS: tuple[str, ...] = ("reinhard_lab", "covariance_rgb", "histogram_lab", "idt", "retouch")
 
@@ -340,6 +340,15 @@ def match_chroma(composite: np.ndarray, real: np.ndarray, mask: np.ndarray, limi
     return out
 
 
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """The RGB uint8 image after saving it as a JPEG of ``quality`` (1-100) and reading it back."""
+    _check_image(image)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - cv2 encodes every valid uint8 image
+        raise ValueError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 def degrade(image: np.ndarray, rng: np.random.Generator, quality: tuple[int, int] = (60, 95),
             blur: float = 0.5, sigma: tuple[float, float] = (0.3, 0.8)) -> np.ndarray:
     """The image as a photo pipeline would hand it over: a Gaussian blur (with chance ``blur``, sigma drawn from
@@ -347,17 +356,14 @@ def degrade(image: np.ndarray, rng: np.random.Generator, quality: tuple[int, int
 
     A recolouring leaves pixel-level traces (stretched noise, quantization steps) that a lossless composite keeps
     and a JPEG-saved or resized one loses; a model that learns them as the cue of *how much* was recoloured
-    stops correcting on real composites. Degrading training composites takes that cue away.
+    corrects less on such composites (``benchmarks/degradation_probe.py``). Degrading training composites takes
+    that cue away.
     """
     _check_image(image)
     out = image
     if rng.random() < blur:
         out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(*sigma)))
-    q = int(rng.integers(quality[0], quality[1] + 1))
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
-    if not ok:  # pragma: no cover - cv2 always encodes a valid uint8 image
-        return out.copy()
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return jpeg_round_trip(out, int(rng.integers(quality[0], quality[1] + 1)))
 
 
 def foreground_mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
