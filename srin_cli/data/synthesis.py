@@ -87,6 +87,15 @@ def _check_reference(reference: np.ndarray) -> None:
         raise ValueError(f"reference must be Nx3 uint8 with N>=1, got {' '.join(map(str, got))}")
 
 
+def _check_pair(a: np.ndarray, b: np.ndarray, mask: np.ndarray, names: str = "a and b") -> None:
+    """Two HxWx3 uint8 images of the same shape and a mask of their size."""
+    _check_image(a)
+    _check_image(b)
+    if a.shape != b.shape:
+        raise ValueError(f"{names} must have the same shape, got {a.shape} and {b.shape}")
+    _check_mask(mask, a.shape[:2])
+
+
 def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -318,24 +327,19 @@ def match_chroma(composite: np.ndarray, real: np.ndarray, mask: np.ndarray, limi
     white balance) and loses what it does not (making an object more or less colourful than it is). Pixels with
     mask 0 are exactly the composite's; soft mask pixels are blended. Mean chroma over ``mask > 0.5``.
     """
-    _check_image(composite)
-    _check_image(real)
-    if composite.shape != real.shape:
-        raise ValueError(f"composite and real must have the same shape, got {composite.shape} and {real.shape}")
-    _check_mask(mask, composite.shape[:2])
-    fg = mask > 0.5
+    _check_pair(composite, real, mask, "composite and real")
+    fg = mask.reshape(-1) > 0.5
     if not fg.any():
         return composite.copy()
-    lab = cv2.cvtColor(composite.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2Lab)
-    real_ab = cv2.cvtColor(real.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2Lab)[..., 1:][fg]
-    have = float(np.hypot(lab[..., 1][fg], lab[..., 2][fg]).mean())
+    original = composite.reshape(-1, 3).astype(np.float32)
+    lab = _rgb_to_lab(original * np.float32(1.0 / 255.0))
+    real_ab = _rgb_to_lab(real.reshape(-1, 3)[fg].astype(np.float32) * np.float32(1.0 / 255.0))[:, 1:]
+    have = float(np.hypot(lab[fg, 1], lab[fg, 2]).mean())
     want = float(np.hypot(real_ab[:, 0], real_ab[:, 1]).mean())
-    factor = float(np.clip(want / max(have, 1e-3), *limits))
-    lab[..., 1:] *= np.float32(factor)
-    scaled = np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * np.float32(255.0), 0.0, 255.0)
-    alpha = mask.astype(np.float32)[..., None]
-    out = composite.astype(np.float32) + alpha * (scaled - composite.astype(np.float32))
-    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    lab[:, 1:] *= np.float32(np.clip(want / max(have, 1e-3), *limits))
+    scaled = np.clip(_lab_to_rgb(lab) * np.float32(255.0), 0.0, 255.0)
+    alpha = mask.reshape(-1, 1).astype(np.float32)
+    out = np.clip(np.rint(original + alpha * (scaled - original)), 0, 255).astype(np.uint8).reshape(composite.shape)
     out[mask <= 0] = composite[mask <= 0]
     return out
 
@@ -372,11 +376,7 @@ def foreground_mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     Sum of squared differences over the foreground pixels and the 3 channels, divided by
     3 x the number of foreground pixels; 0.0 when there is no foreground.
     """
-    _check_image(a)
-    _check_image(b)
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
-    _check_mask(mask, a.shape[:2])
+    _check_pair(a, b, mask)
     fg = mask > 0.5
     count = int(fg.sum())
     if count == 0:
