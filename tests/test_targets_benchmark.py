@@ -144,3 +144,33 @@ def test_degradation_probe(tmp_path, tiny_checkpoint, capsys):
     probe.main([str(tiny_checkpoint), "--data", str(_data(tmp_path)), "--limit", "2"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == "| model | none | jpeg90 | blur0.6 | resample1.5 | noise2 |" and len(lines) == 4
+
+
+def test_soup_of_checkpoints_is_the_mean_of_their_weights(tmp_path):
+    import pytest
+    import torch
+
+    from srin_cli.build import build_model, load_model, save_checkpoint
+
+    soup = _load("soup_checkpoints")
+    torch.manual_seed(0)
+    a, b = (build_model("srin", widths=(4, 8, 16, 40), image_size=64, gate=True) for _ in range(2))
+    for p in (*a.parameters(), *b.parameters()):
+        torch.nn.init.normal_(p, std=0.2)
+    mixed = soup.soup([a, b])
+    for k, v in mixed.state_dict().items():
+        assert torch.allclose(v, (a.state_dict()[k] + b.state_dict()[k]) / 2, atol=1e-7), k
+    assert not torch.equal(mixed.state_dict()["head.weight"], a.state_dict()["head.weight"])
+    alone = soup.soup([a])  # a soup of one is the network itself
+    assert all(torch.equal(v, a.state_dict()[k]) for k, v in alone.state_dict().items())
+    with pytest.raises(ValueError, match="widths"):
+        soup.soup([a, build_model("srin", widths=(4, 8, 16, 48), image_size=64, gate=True)])
+    with pytest.raises(ValueError, match="gate"):
+        soup.soup([a, build_model("srin", widths=(4, 8, 16, 40), image_size=64)])
+    save_checkpoint(tmp_path / "a.pt", a, {"epochs": 3, "seed": 1})
+    save_checkpoint(tmp_path / "b.pt", b, {"epochs": 4, "seed": 2})
+    soup.main([str(tmp_path / "s.pt"), str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--gate-bias", "-0.5", "--flip-average"])
+    model, payload = load_model(tmp_path / "s.pt")
+    assert model.config.gate_bias == -0.5 and model.config.flip_average and not a.config.flip_average
+    assert [part["seed"] for part in payload["summary"]["soup"]] == [1, 2]
+    assert torch.equal(model.state_dict()["head.bias"], mixed.state_dict()["head.bias"])
