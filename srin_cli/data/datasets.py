@@ -12,7 +12,8 @@ Several training folders can be given together (:func:`open_training_set`): thei
 references for the recolouring are drawn from the whole pool.
 
 Every item is a dict of float tensors: composite/real 3xSxS in [0, 1], mask 1xSxS, semantic 3xSxS, and
-``changed`` (1 when the composite's foreground differs from the real photo's, 0 for an untouched pair).
+``changed`` (1 when the composite's foreground differs from the real photo's, 0 for an untouched pair) and
+``pasted`` (1 for a cut-and-paste composite of the recipe, which has no true image: ``real`` is the composite).
 Segmentation label maps are computed once per image (on the composite for fixed pairs, on the real photo for
 synthesized ones, where only colours change) and kept in memory; with crop augmentation every view is new, so
 its map is computed per item.
@@ -102,13 +103,14 @@ class _Base(Dataset):
             self._labels[(index, k)] = self.segmenters[k](image)
         return self._labels[(index, k)]
 
-    def _pack(self, comp, real, mask, labels, changed: bool = True) -> dict:
+    def _pack(self, comp, real, mask, labels, changed: bool = True, pasted: bool = False) -> dict:
         return {
             "composite": to_tensor(comp),
             "real": to_tensor(real),
             "mask": to_tensor(mask),
             "semantic": to_tensor(encode_semantic(labels, comp, mask, self.regions)),
             "changed": torch.tensor([float(changed)]),
+            "pasted": torch.tensor([float(pasted)]),
         }
 
 
@@ -125,6 +127,10 @@ class Recipe:
     ``degrade``: share of composites (untouched ones included) passed through a blur and a JPEG round trip
     (synthesis.degrade), so the pixel-level traces of a recolouring are not a cue; the real photo stays the target.
     ``augment``: a random crop (60-100 % of each side, keeping the object) and a horizontal flip per item.
+    ``pasted``: share of items that are a real cut-and-paste composite instead: another training photo's object,
+    as photographed, pasted onto this photo (``pasted`` = 1 in the item). There is no true harmonized image for
+    them (``real`` is the composite itself): training asks of them only that the output keeps the object's
+    colourfulness (training.loop.saturation_loss), so a natural object is not washed out to fit a new scene.
     """
 
     untouched: float = 0.0
@@ -134,6 +140,7 @@ class Recipe:
     augment: bool = False
     keep_chroma: float = 0.0
     degrade: float = 0.0
+    pasted: float = 0.0
 
     def __post_init__(self):
         if not (0 <= self.untouched and 0 <= self.mild and self.untouched + self.mild <= 1):
@@ -144,6 +151,8 @@ class Recipe:
             raise ValueError(f"keep_chroma must lie in [0, 1], got {self.keep_chroma}")
         if not 0 <= self.degrade <= 1:
             raise ValueError(f"degrade must lie in [0, 1], got {self.degrade}")
+        if not 0 <= self.pasted < 1:
+            raise ValueError(f"pasted must lie in [0, 1), got {self.pasted}")
 
 
 def _object_kinds(root: Path, names: list[str]) -> list[str | None]:
@@ -240,6 +249,8 @@ class SynthesizedPairs(_Base):
         real, mask = _resize(real, self.size), _resize(mask, self.size, cv2.INTER_LINEAR)
         if labels is not None and labels.shape != real.shape[:2]:
             labels = cv2.resize(labels, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_NEAREST)
+        if recipe.pasted and rng.random() < recipe.pasted:  # no draw at 0: older runs replay exactly
+            return self._pasted(index, real, rng)
         draw = rng.random() if (recipe.untouched or recipe.mild) else 1.0
         if draw < recipe.untouched:
             comp, changed = real.copy(), False
@@ -256,6 +267,21 @@ class SynthesizedPairs(_Base):
         elif labels is None:
             labels = self.labels_for(index, real)
         return self._pack(comp, real, mask, labels, changed)
+
+
+    def _pasted(self, index: int, background: np.ndarray, rng: np.random.Generator) -> dict:
+        """A cut-and-paste composite: another photo's object (resized to the view, flipped half the time), as
+        photographed, over this photo's view. Its segmentation is of the composite (the content changed)."""
+        j = int(rng.integers(len(self.images) - 1)) if len(self.images) > 1 else 0
+        j = j + 1 if j >= index and len(self.images) > 1 else j
+        obj = _resize(self.images[j], self.size)
+        mask = _resize(self.masks[j], self.size, cv2.INTER_LINEAR)
+        if rng.random() < 0.5:
+            obj, mask = np.ascontiguousarray(obj[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+        alpha = mask[..., None].astype(np.float32)
+        comp = np.clip(np.rint(obj * alpha + background * (1 - alpha)), 0, 255).astype(np.uint8)
+        labels = self.segmenters[int(rng.integers(len(self.segmenters))) if len(self.segmenters) > 1 else 0](comp)
+        return self._pack(comp, comp, mask, labels, changed=False, pasted=True)
 
 
 class FixedPairs(_Base):

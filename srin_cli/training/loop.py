@@ -65,6 +65,8 @@ class TrainConfig:
     augment: bool = False
     keep_chroma: float = 0.0
     degrade: float = 0.0
+    pasted: float = 0.0
+    pasted_weight: float = 2.0  # weight of saturation_loss on the recipe's cut-and-paste composites
     gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
     grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)
@@ -162,6 +164,19 @@ def grey_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> tor
     return ((torch.relu(_chroma(real) - _chroma(pred)) * m).sum(dim=(1, 2)) / area).mean()
 
 
+def saturation_loss(pred: torch.Tensor, comp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Colourfulness lost against the composite itself: max(0, s(comp) - s(pred)) per image, averaged, with s the
+    foreground's mean saturation (opponent chroma over brightness + 0.02). Brightening, darkening and a change of
+    hue are free; washing the object out is not. For cut-and-paste composites, which have no true image."""
+    m = mask[:, 0]
+    area = m.sum(dim=(1, 2)).clamp_min(1.0)
+
+    def mean_saturation(x: torch.Tensor) -> torch.Tensor:
+        return ((_chroma(x) / (x.mean(dim=1) + 0.02)) * m).sum(dim=(1, 2)) / area
+
+    return torch.relu(mean_saturation(comp) - mean_saturation(pred)).mean()
+
+
 def _colour_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The chroma, grey and squared-error terms with their weights (0 when all are off)."""
     out = pred.new_zeros(())
@@ -180,26 +195,56 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     Without a gate: ``cfg.loss`` on the output (+ the weighted :func:`chroma_loss` and :func:`grey_loss`). With a gate
     (output I + a (T(I) - I)): the same on the gated output, plus the loss of the ungated T on the pairs that
     were recoloured (so T learns the whole correction even where a hesitates) and a binary cross-entropy that
-    teaches a whether the pair was recoloured.
+    teaches a whether the pair was recoloured. Cut-and-paste composites of the recipe (``pasted``) have no true
+    image: they get only :func:`saturation_loss` (weight ``cfg.pasted_weight``), the pairs everything else, each
+    part weighted by its share of the batch.
     """
     from ..modeling.unet import apply_affine, composite
 
     core = model.module if hasattr(model, "module") else model
     comp, mask, real = batch["composite"], batch["mask"], batch["real"]
+    pasted = batch["pasted"].view(-1) > 0.5 if "pasted" in batch else torch.zeros(comp.shape[0], dtype=torch.bool, device=comp.device)
+    paired = ~pasted  # pairs with a true image; the rest are cut-and-paste composites (saturation_loss only)
     if not core.config.gate:
         pred = model(comp, mask, batch["semantic"])
-        return compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
+        if not pasted.any():
+            return _paired_terms(cfg, pred, real, mask)
+        return _shared(pasted, _paired_terms(cfg, pred[paired], real[paired], mask[paired]) if paired.any() else None,
+                       _pasted_term(cfg, pred, comp, mask, pasted))
     params, logit = model(comp, mask, batch["semantic"], parts=True)
     alpha = torch.sigmoid(logit)[:, :, None, None]
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
-    loss = compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
-    changed = batch["changed"].view(-1)
+    term = _pasted_term(cfg, pred, comp, mask, pasted)
+    if pasted.any():
+        comp, mask, real, pred, params, logit = (t[paired] for t in (comp, mask, real, pred, params, logit))
+    if not paired.any():
+        return _shared(pasted, None, term)
+    loss = _paired_terms(cfg, pred, real, mask)
+    changed = batch["changed"].view(-1)[paired]
     raw = composite(apply_affine(params, comp), comp, mask)
     keep = changed > 0.5
     if keep.any():
         loss = loss + 0.5 * compute_loss(cfg.loss, raw[keep], real[keep], mask[keep])
     target = gate_target(cfg.gate_target, comp, raw, real, mask, changed)
-    return loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), target)
+    loss = loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), target)
+    return _shared(pasted, loss, term)
+
+
+def _paired_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
+
+
+def _pasted_term(cfg: "TrainConfig", pred, comp, mask, pasted: torch.Tensor) -> torch.Tensor | None:
+    return cfg.pasted_weight * saturation_loss(pred[pasted], comp[pasted], mask[pasted]) if pasted.any() else None
+
+
+def _shared(pasted: torch.Tensor, paired_loss: torch.Tensor | None, pasted_loss: torch.Tensor | None) -> torch.Tensor:
+    """The batch's loss: each part (a mean over its own items) weighted by its share of the batch. Without
+    cut-and-paste composites this is the paired loss unchanged."""
+    if pasted_loss is None:
+        return paired_loss
+    share = pasted.float().mean()
+    return share * pasted_loss if paired_loss is None else (1 - share) * paired_loss + share * pasted_loss
 
 
 def saved_loss(out: str | Path) -> str | None:
@@ -432,7 +477,7 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
 
     # first: the Recipe checks the shares before a segmenter is loaded
     recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment,
-                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade)
+                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade, pasted=cfg.pasted)
     segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
     if cfg.segmenter == "felzenszwalb" and not cfg.maps and "scale" not in cfg.segmenter_options:
