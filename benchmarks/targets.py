@@ -38,6 +38,8 @@ from typing import Callable
 
 import numpy as np
 
+from srin_cli.data.synthesis import jpeg_round_trip  # noqa: F401 - also degradation_probe's (the recipe's own round trip)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PAIRED_SETS = ("objects_val", "labelme_val")
 UNPAIRED_SETS = ("real_composites", "real_composites_diverse")
@@ -75,13 +77,6 @@ def chroma(image: np.ndarray, weight: np.ndarray) -> float:
         spec.loader.exec_module(module)
         _chroma = module.chroma
     return _chroma(image, weight)
-
-
-def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
-    """The RGB uint8 image saved as a JPEG of ``quality`` and read back (the training recipe's own round trip)."""
-    from srin_cli.data.synthesis import jpeg_round_trip as round_trip
-
-    return round_trip(image, quality)
 
 
 def load_set(root: Path, limit: int | None = None, jpeg: int | None = None) -> list[Sample]:

@@ -219,6 +219,17 @@ class SynthesizedPairs(_Base):
     def __len__(self) -> int:
         return len(self.images)
 
+    def _other(self, rng: np.random.Generator, exclude: int) -> int:
+        """A photo other than ``exclude``, uniformly (``exclude`` itself when it is the only one)."""
+        if len(self.images) < 2:
+            return 0
+        j = int(rng.integers(len(self.images) - 1))
+        return j + 1 if j >= exclude else j
+
+    def _segment_view(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+        """A new view's label map, from one of the segmenters drawn at random (no draw when there is one)."""
+        return self.segmenters[int(rng.integers(len(self.segmenters))) if len(self.segmenters) > 1 else 0](image)
+
     def _reference(self, rng: np.random.Generator, exclude: int) -> np.ndarray:
         kind = self.kinds[exclude]
         peers = self.kind_members.get(kind, []) if kind else []
@@ -228,8 +239,7 @@ class SynthesizedPairs(_Base):
             obj = self.masks[j].reshape(-1) > 0.5
             if obj.sum() >= 16:
                 return self.images[j].reshape(-1, 3)[obj]
-        j = int(rng.integers(len(self.images) - 1)) if len(self.images) > 1 else 0
-        j = j + 1 if j >= exclude and len(self.images) > 1 else j
+        j = self._other(rng, exclude)
         pixels = self.images[j].reshape(-1, 3)
         if rng.random() < 0.5:  # another photo's object, else the whole other photo
             obj = self.masks[j].reshape(-1) > 0.5
@@ -263,25 +273,22 @@ class SynthesizedPairs(_Base):
         if recipe.degrade and rng.random() < recipe.degrade:  # no draw at 0: older runs replay exactly
             comp = degrade(comp, rng)
         if labels is None and recipe.augment:  # a new view every time: segment it now, with one of the segmenters
-            labels = self.segmenters[int(rng.integers(len(self.segmenters))) if len(self.segmenters) > 1 else 0](real)
+            labels = self._segment_view(rng, real)
         elif labels is None:
             labels = self.labels_for(index, real)
         return self._pack(comp, real, mask, labels, changed)
 
-
     def _pasted(self, index: int, background: np.ndarray, rng: np.random.Generator) -> dict:
         """A cut-and-paste composite: another photo's object (resized to the view, flipped half the time), as
         photographed, over this photo's view. Its segmentation is of the composite (the content changed)."""
-        j = int(rng.integers(len(self.images) - 1)) if len(self.images) > 1 else 0
-        j = j + 1 if j >= index and len(self.images) > 1 else j
+        j = self._other(rng, index)
         obj = _resize(self.images[j], self.size)
         mask = _resize(self.masks[j], self.size, cv2.INTER_LINEAR)
         if rng.random() < 0.5:
             obj, mask = np.ascontiguousarray(obj[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
         alpha = mask[..., None].astype(np.float32)
         comp = np.clip(np.rint(obj * alpha + background * (1 - alpha)), 0, 255).astype(np.uint8)
-        labels = self.segmenters[int(rng.integers(len(self.segmenters))) if len(self.segmenters) > 1 else 0](comp)
-        return self._pack(comp, comp, mask, labels, changed=False, pasted=True)
+        return self._pack(comp, comp, mask, self._segment_view(rng, comp), changed=False, pasted=True)
 
 
 class FixedPairs(_Base):
