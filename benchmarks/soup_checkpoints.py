@@ -15,6 +15,7 @@ import argparse
 import torch
 
 from srin_cli.build import load_model, model_from_config, save_checkpoint, weights_digest
+from srin_cli.errors import CheckpointError
 
 INFERENCE_SWITCHES = ("gate_bias", "flip_average")
 
@@ -56,8 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                     help="OUT's mirror average (default: the first checkpoint's)")
     args = ap.parse_args(argv)
-    loaded = [load_model(p) for p in args.parts]
-    model = soup([m for m, _ in loaded])
+    try:
+        loaded = [load_model(p) for p in args.parts]
+        model = soup([m for m, _ in loaded])
+    except (CheckpointError, ValueError) as exc:  # one line, no traceback
+        raise SystemExit(f"soup_checkpoints: {exc}") from None
     if args.gate_bias is not None:
         model.config.gate_bias = args.gate_bias
     if args.flip_average is not None:

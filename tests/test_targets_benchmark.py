@@ -174,3 +174,6 @@ def test_soup_of_checkpoints_is_the_mean_of_their_weights(tmp_path):
     assert model.config.gate_bias == -0.5 and model.config.flip_average and not a.config.flip_average
     assert [part["seed"] for part in payload["summary"]["soup"]] == [1, 2]
     assert torch.equal(model.state_dict()["head.bias"], mixed.state_dict()["head.bias"])
+    with pytest.raises(SystemExit, match="soup_checkpoints: .*not found"):  # one line, not a traceback
+        soup.main([str(tmp_path / "t.pt"), str(tmp_path / "a.pt"), str(tmp_path / "missing.pt")])
+    assert not (tmp_path / "t.pt").exists()
