@@ -138,6 +138,16 @@ def test_train_fixed_pairs_is_seeded(tmp_path):
     assert payload["summary"]["epochs"] == 2 and payload["config"]["widths"] == [4, 8, 8, 8]
 
 
+def test_train_only_gate_needs_a_gate_and_a_trained_model(tmp_path):
+    root = make_pairs(tmp_path / "train", n=2, size=(64, 64))
+    common = ["--widths", "4,8,8,8", "--image-size", "64", "-q", "--no-onnx", "--train-only", "gate"]
+    _one_line_error(run("train", root, "-o", tmp_path / "a", *common))  # no --gate
+    assert "needs --gate" in run("train", root, "-o", tmp_path / "a", *common).output
+    r = run("train", root, "-o", tmp_path / "b", "--gate", *common)  # no --init
+    _one_line_error(r)
+    assert "needs --init" in r.output and not (tmp_path / "b").exists()
+
+
 def test_train_and_harmonize_region_token_srin(tmp_path):
     root = make_pairs(tmp_path / "train", n=3, size=(64, 64))
     r = run("train", root, "-o", tmp_path / "run", "--epochs", "1", "--widths", "4,8,8,8", "--image-size", "64",

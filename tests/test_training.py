@@ -297,6 +297,34 @@ def test_train_with_recipe_gate_ema_init_and_resume(tmp_path):
     assert "raw_state_dict" in torch.load(out / "last.pt", weights_only=True)["train_state"]
 
 
+def test_train_only_gate_moves_the_gate_and_nothing_else(tmp_path):
+    """--train-only gate: from a trained model, only the gate head's weights change (the colour transform is the
+    initial one, bit for bit); a resumed run keeps it so; a model without a gate is refused."""
+    import pytest
+
+    from srin_cli.build import build_model, load_model
+    from srin_cli.training.loop import TrainConfig, train, trainable_parameters
+
+    a = _photo_set(tmp_path / "a", 6, seed=1)
+    common = dict(data=str(a), widths=[8, 16], image_size=32, batch_size=4, untouched=0.3, degrade=0.5, gate=True,
+                  gate_target="helps", mse_weight=1.0, onnx=False, threads=1)
+    first = train(TrainConfig(out=str(tmp_path / "init"), epochs=1, **common), log=lambda *_: None)
+    out = tmp_path / "gate"
+    train(TrainConfig(out=str(out), epochs=1, init=str(first), train_only="gate", lr=1e-2, **common), log=lambda *_: None)
+    train(TrainConfig(out=str(out), epochs=2, init=str(first), train_only="gate", lr=1e-2, **common), resume=True,
+          log=lambda *_: None)
+    before, _ = load_model(first)
+    after, _ = load_model(out / "model.pt")
+    b, c = before.state_dict(), after.state_dict()
+    moved = {k for k in b if not torch.equal(b[k], c[k])}
+    assert moved and all(k.startswith("gate_head.") for k in moved)
+    with pytest.raises(ValueError, match="needs a model with a gate"):
+        trainable_parameters(build_model("srin", widths=(8, 16), image_size=32), "gate")
+    with pytest.raises(ValueError, match="must be one of"):
+        trainable_parameters(before, "decoder")
+    assert len(trainable_parameters(before, "all")) == len(list(before.parameters()))
+
+
 def _make_pairs(root, n=3, size=32):
     import numpy as np
     from PIL import Image

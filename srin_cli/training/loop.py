@@ -78,6 +78,8 @@ class TrainConfig:
     init: str | None = None  # start from this checkpoint's weights (those whose names and shapes match)
     segmenter_options: dict = field(default_factory=dict)  # create_segmenter(segmenter, **options)
     maps: str | None = None  # label maps of the training photos (read, missing ones saved)
+    # which weights move: "all", or "gate" (only the gate head; the colour transform stays as initialised)
+    train_only: str = "all"
 
     def data_roots(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)
@@ -492,6 +494,24 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
     return train_ds, val_sets
 
 
+TRAIN_ONLY = ("all", "gate")
+
+
+def trainable_parameters(model: torch.nn.Module, which: str) -> list[torch.nn.Parameter]:
+    """The parameters the optimizer moves; with ``which="gate"`` every other weight is frozen (requires_grad off),
+    so a trained colour transform keeps what it computes while its gate learns again (e.g. on another recipe)."""
+    if which not in TRAIN_ONLY:
+        raise ValueError(f"train_only must be one of {', '.join(TRAIN_ONLY)}, got {which!r}")
+    if which == "all":
+        return list(model.parameters())
+    if getattr(model, "gate_head", None) is None:
+        raise ValueError("--train-only gate needs a model with a gate (--gate)")
+    gate = {id(p) for p in model.gate_head.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in gate)
+    return list(model.gate_head.parameters())
+
+
 def setup(cfg: TrainConfig, resume: bool, dist: Dist, log) -> TrainingRun:
     """Data, the model (new, warm-started or resumed), its weight average and optimizer, on ``dist``'s device."""
     train_ds, val_sets = open_data(cfg)
@@ -503,12 +523,13 @@ def setup(cfg: TrainConfig, resume: bool, dist: Dist, log) -> TrainingRun:
         train_ds.regions = model.config.regions
         for v in val_sets:
             v.set_regions(model.config.regions)
+    trainable = trainable_parameters(model, cfg.train_only)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     if average is not None and start.average is not None:
         average.model.load_state_dict(start.average)
     parameters, flops = count_parameters(model), gflops(model, cfg.image_size)
     net = dist.wrap(model)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=(0.9, 0.999))
     if start.optimizer is not None:
         optimizer.load_state_dict(start.optimizer)
     log(f"{cfg.norm}: {parameters:,} parameters, {flops:.2f} GFLOPs per {cfg.image_size}x{cfg.image_size} image, "
