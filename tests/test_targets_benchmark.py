@@ -177,3 +177,43 @@ def test_soup_of_checkpoints_is_the_mean_of_their_weights(tmp_path):
     with pytest.raises(SystemExit, match="soup_checkpoints: .*not found"):  # one line, not a traceback
         soup.main([str(tmp_path / "t.pt"), str(tmp_path / "a.pt"), str(tmp_path / "missing.pt")])
     assert not (tmp_path / "t.pt").exists()
+
+
+def test_gate_headroom_brackets_the_gated_model(tmp_path, capsys):
+    """benchmarks/gate_headroom.py: the gated fMSE is the model's own (targets.py's), the oracle blend is never worse
+    than the composite or the open transform, and a gate held open gives the open transform's scores."""
+    import pytest
+    import torch
+
+    from srin_cli.build import build_model, save_checkpoint
+
+    headroom, targets = _load("gate_headroom"), _load("targets")
+    samples = targets.load_set(_data(tmp_path) / "objects_val")
+    torch.manual_seed(0)
+    model = build_model("srin", widths=(4, 8, 8, 8), image_size=64, gate=True)
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    torch.nn.init.normal_(model.gate_head[-1].weight, std=0.5)
+    model.config.flip_average = True
+    for bias, name in ((0.0, "gated.pt"), (50.0, "open.pt")):
+        model.config.gate_bias = bias
+        save_checkpoint(tmp_path / name, model)
+    from srin_cli.harmonizer import Harmonizer
+
+    h = Harmonizer.from_checkpoint(tmp_path / "gated.pt", backend="torch")
+    rows = headroom.pair_rows(h, samples)
+    own = targets.paired_checks(targets.make_runner(str(tmp_path / "gated.pt")), samples)["fmse"]
+    assert np.mean([r["gated"] for r in rows]) == pytest.approx(own, rel=1e-9)
+    for r in rows:
+        assert r["oracle"] <= min(r["composite"], r["open"]) + 1e-9 and 0 <= r["a_star"] <= 1
+        assert 0 < r["a"] < 1 and r["gated"] != r["open"]
+    opened = headroom.pair_rows(Harmonizer.from_checkpoint(tmp_path / "open.pt", backend="torch"), samples)
+    assert all(r["gated"] == pytest.approx(r["open"]) and r["a"] == pytest.approx(1) for r in opened)
+    s = headroom.summary(rows)
+    assert s[0]["pairs"] == "all" and s[0]["n"] == 3 and sum(r["n"] for r in s[1:]) == 3
+    headroom.main([str(tmp_path / "gated.pt"), "--data", str(_data(tmp_path)), "--sets", "objects_val"])
+    assert capsys.readouterr().out.splitlines()[2].startswith("| objects_val | all | 3 |")
+    with pytest.raises(SystemExit, match="has no gate"):
+        save_checkpoint(tmp_path / "nogate.pt", build_model("srin", widths=(4, 8, 8, 8), image_size=64))
+        headroom.main([str(tmp_path / "nogate.pt"), "--data", str(_data(tmp_path)), "--sets", "objects_val"])
+    with pytest.raises(SystemExit, match="checkpoint not found"):
+        headroom.main([str(tmp_path / "missing.pt"), "--data", str(_data(tmp_path))])
