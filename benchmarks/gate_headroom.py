@@ -13,7 +13,8 @@ d = T(I) - I is blended with the composite as the gate does, I + a d, for three 
 and the pairs are binned by the composite's own fMSE, with the mean predicted a (``gate a``: <gated - I, d> /
 <d, d>) and the mean a*. Scores as ``benchmarks/targets.py`` (256x256, 0-255, foreground mask > 0.5), on the
 outputs at each photo's size. With the checkpoint's ``flip_average`` the ungated transform is the mean of the two
-views' too. The gap between ``gated`` and ``oracle`` is all a gate could ever win with this transform; the gap
+views' too; with a second pass (``second_pass_bias``) ``gated`` is the model's whole output and ``open`` its
+first pass held open. The gap between ``gated`` and ``oracle`` is all a gate could ever win with this transform; the gap
 between ``oracle`` and 0 is the transform's.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ BINS = (0, 300, 1000, 2500, 5000, float("inf"))
 
 
 def _transforms(harmonizer, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ungated, gated) transforms, 12 x s/2 x s/2, as the model computes them (mirror average included)."""
+    """(ungated, gated) transforms, 12 x s/2 x s/2: the first pass's correction held open (the mean of the two
+    views' with the mirror average), and what the model itself computes (its gate, mirror and second pass)."""
     import torch
 
     model = harmonizer.model
@@ -39,16 +41,13 @@ def _transforms(harmonizer, image: np.ndarray, mask: np.ndarray) -> tuple[np.nda
     views = [inputs]
     if model.config.flip_average:
         views.append([t.flip(-1) for t in inputs])
-    ungated, gated = [], []
+    ungated = []
     with torch.inference_mode():
         for i, view in enumerate(views):
-            params, logit = model.transform_parts(*view)
-            if i:
-                params = params.flip(-1)
-            ungated.append(params)
-            gated.append(params if logit is None else params * torch.sigmoid(logit + model.config.gate_bias)[:, :, None, None])
-    mean = lambda ts: (sum(ts) / len(ts))[0].numpy()  # noqa: E731
-    return mean(ungated), mean(gated)
+            params, _ = model.transform_parts(*view)
+            ungated.append(params.flip(-1) if i else params)
+        gated = model.transform(*inputs)
+    return (sum(ungated) / len(ungated))[0].numpy(), gated[0].numpy()
 
 
 def pair_rows(harmonizer, samples) -> list[dict]:

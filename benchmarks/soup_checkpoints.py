@@ -5,8 +5,8 @@
 Checkpoints of the same network trained along one campaign (one phase continuing another, or two phases from the
 same parent) sit in one basin of the loss, and the mean of their weights is one network that usually does better
 than each of them (Wortsman et al., 2022, "Model soups"), at no cost at inference: unlike an ensemble it runs
-once. Every checkpoint must have the same architecture (config apart from the inference switches ``gate_bias``
-and ``flip_average``, which OUT takes from the options, else from the first). OUT's summary names its parts.
+once. Every checkpoint must have the same architecture (config apart from the inference switches ``gate_bias``,
+``flip_average`` and ``second_pass_bias``, which OUT takes from the options, else from the first). OUT's summary names its parts.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from srin_cli.build import load_model, model_from_config, save_checkpoint, weights_digest
 from srin_cli.errors import CheckpointError
 
-INFERENCE_SWITCHES = ("gate_bias", "flip_average")
+INFERENCE_SWITCHES = ("gate_bias", "flip_average", "second_pass_bias")
 
 
 def soup(models: list[torch.nn.Module]) -> torch.nn.Module:

@@ -73,6 +73,28 @@ def test_onnx_graph_of_a_flip_averaging_model_matches_pytorch(tmp_path):
         assert not np.allclose(params_ref, params_ref[..., ::-1], atol=1e-3)  # not trivially symmetric
 
 
+def test_onnx_graph_of_a_second_pass_model_matches_pytorch(tmp_path):
+    """The second pass (the network again on its first output, the transforms composed) is inside the graph."""
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(2)
+    model = build_model("srin", widths=(4, 8, 8, 8), image_size=64, gate=True, flip_average=True, gate_bias=-0.5,
+                        second_pass_bias=-1.0)
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    torch.nn.init.normal_(model.gate_head[-1].weight, std=0.5)
+    save_checkpoint(tmp_path / "two.pt", model)
+    export_onnx(tmp_path / "two.pt")
+    fast = Harmonizer.from_checkpoint(tmp_path / "two.pt", "cpu", backend="onnx")
+    ref = Harmonizer.from_checkpoint(tmp_path / "two.pt", "cpu", backend="torch")
+    assert fast.backend == "onnx" and fast.config["second_pass_bias"] == -1.0
+    model.config.second_pass_bias = None
+    save_checkpoint(tmp_path / "one.pt", model)
+    once = Harmonizer.from_checkpoint(tmp_path / "one.pt", "cpu", backend="torch")
+    items = _composites()
+    for params_fast, params_ref, params_once in zip(*(h.transform_many([h.prepare(*it) for it in items]) for h in (fast, ref, once))):
+        assert np.allclose(params_fast, params_ref, atol=1e-4)
+        assert not np.allclose(params_ref, params_once, atol=1e-3)  # the second pass changed the transform
+
+
 def test_one_thread_gives_the_same_transforms():
     """harmonize runs a single composite's network pass on one ONNX Runtime thread (it starts faster): the
     shipped default's transforms are the same bits as on one thread per core."""

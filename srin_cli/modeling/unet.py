@@ -10,6 +10,10 @@ foreground's and background's colour statistics and encoder features and predict
 a in [0, 1] per composite that the foreground needs correcting (trained against the untouched pairs of the
 training recipe). The transform is scaled by it, so the output is I + a * (T(I) - I): a = 0 returns the
 composite unchanged, and the exported transform already carries a (nothing changes downstream).
+
+With ``second_pass_bias`` (inference only) the network looks twice: it runs again on its first output, with its
+own gate bias, and the two transforms are composed into one (:func:`compose_affine`); what goes downstream is
+still one 12-channel transform.
 """
 from __future__ import annotations
 
@@ -47,6 +51,11 @@ class UNetConfig:
     # inference (eval mode) only: the transform is the mean of the one predicted for the composite and the
     # mirror image of the one predicted for its mirror image (two network passes; training sees one view)
     flip_average: bool = False
+    # inference (eval mode) only, models with a gate: after the first transform, look again. The network runs a
+    # second time on the first pass's output (at its input size, same mask and map) with this gate bias, and
+    # the two transforms are composed into one (None: one pass). A foreground the first pass left far from
+    # its surroundings is corrected further; one it brought into place mostly closes the second gate.
+    second_pass_bias: float | None = None
 
     def __post_init__(self):
         if self.regions:
@@ -147,19 +156,29 @@ class HarmonizationUNet(nn.Module):
         return self.norms[key](x, resize_to(mask, size), resize_to(semantic, size))
 
     def transform(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-        """The transform to apply (B x 12 x H/2 x W/2), already scaled by the gate when the model has one, and
-        averaged with the mirror view's when ``flip_average`` (in eval mode)."""
+        """The transform to apply (B x 12 x H/2 x W/2), already scaled by the gate when the model has one,
+        averaged with the mirror view's when ``flip_average`` and composed with a second pass's when
+        ``second_pass_bias`` is set (both in eval mode only)."""
+        first = self._views(image, mask, semantic, self.config.gate_bias)
+        if self.training or self.config.second_pass_bias is None or self.gate_head is None:
+            return first
+        moved = composite(apply_affine(first, image), image, mask)
+        second = self._views(moved, mask, semantic, self.config.second_pass_bias)
+        return compose_affine(second, first)
+
+    def _views(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor, gate_bias: float) -> torch.Tensor:
+        """The gated transform of one view, or the mean of the composite's and its mirror image's."""
         if self.config.flip_average and not self.training:
             n = image.shape[0]
-            both = self._gated(*(torch.cat([t, t.flip(-1)]) for t in (image, mask, semantic)))
+            both = self._gated(*(torch.cat([t, t.flip(-1)]) for t in (image, mask, semantic)), gate_bias=gate_bias)
             return (both[:n] + both[n:].flip(-1)) / 2
-        return self._gated(image, mask, semantic)
+        return self._gated(image, mask, semantic, gate_bias=gate_bias)
 
-    def _gated(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+    def _gated(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor, gate_bias: float = 0.0) -> torch.Tensor:
         params, gate_logit = self.transform_parts(image, mask, semantic)
         if gate_logit is None:
             return params
-        return params * torch.sigmoid(gate_logit + self.config.gate_bias)[:, :, None, None]
+        return params * torch.sigmoid(gate_logit + gate_bias)[:, :, None, None]
 
     def _gate_logit(self, deepest: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = resize_to(mask, deepest.shape[2:])
@@ -211,6 +230,20 @@ def apply_affine(params: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     offset = params[:, 9:12]
     out = image + torch.einsum("bcjhw,bjhw->bchw", a, image) + offset
     return out.clamp(0, 1)
+
+
+def compose_affine(second: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """The B x 12 x h x w transform that applies ``first`` and then ``second`` (without the clamp in between).
+
+    With out = (I + A) x + b for each: (I + A2)(I + A1) x + (I + A2) b1 + b2, i.e. A = A1 + A2 + A2 A1 and
+    b = b1 + b2 + A2 b1.
+    """
+    b, _, h, w = first.shape
+    a1, a2 = first[:, :9].reshape(b, 3, 3, h, w), second[:, :9].reshape(b, 3, 3, h, w)
+    b1, b2 = first[:, 9:12], second[:, 9:12]
+    a = a1 + a2 + torch.einsum("bckhw,bkjhw->bcjhw", a2, a1)
+    offset = b1 + b2 + torch.einsum("bckhw,bkhw->bchw", a2, b1)
+    return torch.cat([a.reshape(b, 9, h, w), offset], dim=1)
 
 
 def composite(harmonized: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
