@@ -153,6 +153,12 @@ GATE_TARGETS = Registry("--gate-target", {
     "helps": Entry(None, "how much of the model's own correction brings the output closer to the real photo: 0 where it points the wrong way"),
 })
 
+# which weights srin train moves (srin_cli.training.loop.trainable_parameters)
+TRAIN_ONLY = Registry("--train-only", {
+    "all": Entry(None, "every weight"),
+    "gate": Entry(None, "only the gate head (with --gate and --init: the colour transform stays as trained while its gate learns again, e.g. on another recipe)"),
+})
+
 # mask pairing (srin_cli.data.pairing.mask_candidates)
 MATCH_RULES = Registry("--match", {
     "auto": Entry(None, "same stem, then iHarmony4"),

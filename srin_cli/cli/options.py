@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..limits import DEFAULT_MAX_PIXELS
-from ..registry import GATE_TARGETS, LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS, SEGMENTERS, SPLITS, Registry
+from ..registry import GATE_TARGETS, LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS, SEGMENTERS, SPLITS, TRAIN_ONLY, Registry
 from .common import Device, fail
 
 SEG = "Segmentation"
@@ -41,6 +41,7 @@ ModelOpt = Annotated[str, registry_option(MODELS, help="Shipped model (see the R
 NormOpt = Annotated[str, registry_option(NORMS, help="Normalization")]
 LossOpt = Annotated[Optional[str], registry_option(LOSSES, help="Training loss", more="--resume keeps the run's own loss unless given.", show_default=False)]
 GateTargetOpt = Annotated[str, registry_option(GATE_TARGETS, help="What the --gate is taught")]
+TrainOnlyOpt = Annotated[str, registry_option(TRAIN_ONLY, help="Which weights move")]
 NetworkBackendOpt = Annotated[str, registry_option(NETWORK_BACKENDS, help="How the network runs", rich_help_panel=MODEL)]
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when available.", rich_help_panel=MODEL)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-file messages.")]

@@ -1,20 +1,14 @@
 """srin train: train a harmonization model from scratch."""
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
-from .options import (DEFAULT_MAX_PIXELS, GateTargetOpt, IouOpt, LossOpt, MaxPixelsOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
+from .options import (DEFAULT_MAX_PIXELS, GateTargetOpt, TrainOnlyOpt, IouOpt, LossOpt, MaxPixelsOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
                       SegmenterOpt, StabilityOpt, segmenter_kwargs)
-
-
-class TrainOnly(str, Enum):
-    all = "all"
-    gate = "gate"
 
 
 def train(
@@ -44,7 +38,7 @@ def train(
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Recipe: random crops (60-100 % of each side) and flips of the training photos.")] = False,
     ema: Annotated[float, typer.Option(min=0.0, max=0.99999, help="Validate and save an exponential moving average of the weights with this decay per step (0: off; e.g. 0.999).")] = 0.0,
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (those whose names and shapes match); new runs only.")] = None,
-    train_only: Annotated[TrainOnly, typer.Option(help="Which weights move: all, or only the gate head (with --gate and --init: the colour transform stays as trained, its gate learns again, e.g. on another recipe).")] = TrainOnly.all,
+    train_only: TrainOnlyOpt = "all",
     global_branch: Annotated[bool, typer.Option("--global-branch/--no-global-branch", help="Add a global colour branch (fg/bg feature statistics -> one affine transform for the foreground).")] = False,
     regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
     norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
@@ -87,9 +81,9 @@ def train(
             raise ValueError("--regions must be 0 or at least 2 (the last channel holds the small regions)")
         if init is not None and not init.is_file():
             raise ValueError(f"--init {init}: no such checkpoint")
-        if train_only is TrainOnly.gate and not gate:
+        if train_only == "gate" and not gate:
             raise ValueError("--train-only gate needs --gate (a model with a gate)")
-        if train_only is TrainOnly.gate and init is None and not resume:
+        if train_only == "gate" and init is None and not resume:
             raise ValueError("--train-only gate needs --init: a trained model whose colour transform stays as it is")
         _check_run_folder(out, data, val or [], maps)
         cfg = TrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]), out=str(out),
@@ -98,7 +92,7 @@ def train(
                           limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads,
                           regions=regions, norm_levels=level_list, onnx=onnx, untouched=untouched, mild=mild,
                           same_kind=same_kind, keep_chroma=keep_chroma, degrade=degrade, pasted=pasted, pasted_weight=pasted_weight, augment=augment, gate=gate, chroma_weight=chroma_weight, grey_weight=grey_weight, ema=ema,
-                          mse_weight=mse_weight, gate_target=gate_target, train_only=train_only.value,
+                          mse_weight=mse_weight, gate_target=gate_target, train_only=train_only,
                           init=str(init) if init else None, segmenter=segmenter, maps=str(maps) if maps else None,
                           segmenter_options=segmenter_kwargs(segmenter, str(sam_checkpoint) if sam_checkpoint else None, sam_model,
                                                              points_per_side, pred_iou_thresh, stability_score_thresh,

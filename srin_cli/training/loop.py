@@ -95,7 +95,7 @@ class TrainConfig:
         return self.lr * 0.1 ** sum(epoch >= m for m in self.milestones())
 
 
-from ..registry import GATE_TARGETS, LOSSES  # noqa: E402 - the names, their help and CLI choices
+from ..registry import GATE_TARGETS, LOSSES, TRAIN_ONLY  # noqa: E402 - the names, their help and CLI choices
 
 
 def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -494,14 +494,10 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
     return train_ds, val_sets
 
 
-TRAIN_ONLY = ("all", "gate")
-
-
 def trainable_parameters(model: torch.nn.Module, which: str) -> list[torch.nn.Parameter]:
     """The parameters the optimizer moves; with ``which="gate"`` every other weight is frozen (requires_grad off),
     so a trained colour transform keeps what it computes while its gate learns again (e.g. on another recipe)."""
-    if which not in TRAIN_ONLY:
-        raise ValueError(f"train_only must be one of {', '.join(TRAIN_ONLY)}, got {which!r}")
+    TRAIN_ONLY.check(which)
     if which == "all":
         return list(model.parameters())
     if getattr(model, "gate_head", None) is None:
