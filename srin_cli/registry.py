@@ -156,7 +156,7 @@ GATE_TARGETS = Registry("--gate-target", {
 # which weights srin train moves (srin_cli.training.loop.trainable_parameters)
 TRAIN_ONLY = Registry("--train-only", {
     "all": Entry(None, "every weight"),
-    "gate": Entry(None, "only the gate head (with --gate and --init: the colour transform stays as trained while its gate learns again, e.g. on another recipe)"),
+    "gate": Entry(None, "only the gate head; with --gate and --init the colour transform stays as trained while its gate learns again, e.g. on another recipe"),
 })
 
 # mask pairing (srin_cli.data.pairing.mask_candidates)
