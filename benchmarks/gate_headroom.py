@@ -38,16 +38,8 @@ def _transforms(harmonizer, image: np.ndarray, mask: np.ndarray) -> tuple[np.nda
 
     model = harmonizer.model
     inputs = [torch.from_numpy(a) for a in harmonizer.prepare(image, mask)]
-    views = [inputs]
-    if model.config.flip_average:
-        views.append([t.flip(-1) for t in inputs])
-    ungated = []
     with torch.inference_mode():
-        for i, view in enumerate(views):
-            params, _ = model.transform_parts(*view)
-            ungated.append(params.flip(-1) if i else params)
-        gated = model.transform(*inputs)
-    return (sum(ungated) / len(ungated))[0].numpy(), gated[0].numpy()
+        return model.open_transform(*inputs)[0].numpy(), model.transform(*inputs)[0].numpy()
 
 
 def pair_rows(harmonizer, samples) -> list[dict]:
