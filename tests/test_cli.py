@@ -148,6 +148,15 @@ def test_train_only_gate_needs_a_gate_and_a_trained_model(tmp_path):
     assert "needs --init" in r.output and not (tmp_path / "b").exists()
 
 
+def test_second_pass_needs_a_gate(tmp_path):
+    root = make_pairs(tmp_path / "train", n=2, size=(64, 64))
+    r = run("train", root, "-o", tmp_path / "a", "--widths", "4,8,8,8", "--image-size", "64", "-q", "--no-onnx",
+            "--second-pass", "1")
+    _one_line_error(r)
+    assert "--second-pass needs --gate" in r.output and not (tmp_path / "a").exists()
+    _one_line_error(run("train", root, "-o", tmp_path / "a", "--gate", "--second-pass", "-1"))
+
+
 def test_train_and_harmonize_region_token_srin(tmp_path):
     root = make_pairs(tmp_path / "train", n=3, size=(64, 64))
     r = run("train", root, "-o", tmp_path / "run", "--epochs", "1", "--widths", "4,8,8,8", "--image-size", "64",

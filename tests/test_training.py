@@ -272,6 +272,38 @@ def test_gated_loss_with_pasted_composites():
         assert only.item() > 0.1 and model.head.weight.grad.abs().sum() > 0
 
 
+def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
+    """--second-pass w: the loss is the one-pass loss plus w x the same terms for the network run again on the
+    composite its first step moved (that step without gradient); 0 leaves the loss as it was."""
+    from srin_cli.build import build_model
+    from srin_cli.modeling.unet import apply_affine, composite
+    from srin_cli.training.loop import TrainConfig, _gate_terms, gated_loss
+
+    torch.manual_seed(0)
+    model = build_model("srin", widths=(8, 16), image_size=16, gate=True)
+    torch.nn.init.normal_(model.head.weight, std=0.3)
+    batch = {"composite": torch.rand(3, 3, 16, 16), "mask": (torch.rand(3, 1, 16, 16) > 0.3).float(),
+             "real": torch.rand(3, 3, 16, 16), "semantic": torch.rand(3, 3, 16, 16),
+             "changed": torch.tensor([[1.0], [0.0], [1.0]])}
+    cfg = TrainConfig(data="x", out="y", mse_weight=1.0, gate_target="helps")
+    one = gated_loss(cfg, model, batch)
+    assert gated_loss(TrainConfig(data="x", out="y", mse_weight=1.0, gate_target="helps", second_pass=0.0), model, batch).item() == one.item()
+    torch.manual_seed(5)
+    two = gated_loss(TrainConfig(data="x", out="y", mse_weight=1.0, gate_target="helps", second_pass=0.5), model, batch)
+    torch.manual_seed(5)  # the same draw of the first step's gate bias, by hand
+    comp, mask, real, sem = batch["composite"], batch["mask"], batch["real"], batch["semantic"]
+    params, logit = model(comp, mask, sem, parts=True)
+    bias = -3.0 * torch.rand(3, 1)
+    assert (bias <= 0).all() and (bias >= -3).all()
+    moved = composite(apply_affine(params * torch.sigmoid(logit + bias)[:, :, None, None], comp), comp, mask)
+    p2, l2 = model(moved, mask, sem, parts=True)
+    pred2 = composite(apply_affine(p2 * torch.sigmoid(l2)[:, :, None, None], moved), moved, mask)
+    second = _gate_terms(cfg, moved, mask, real, pred2, p2, l2, batch["changed"].view(-1))
+    assert two.item() == pytest.approx(one.item() + 0.5 * second.item(), rel=1e-5)
+    two.backward()
+    assert model.head.weight.grad.abs().sum() > 0 and model.gate_head[-1].weight.grad.abs().sum() > 0
+
+
 def test_train_with_recipe_gate_ema_init_and_resume(tmp_path):
     """Two pooled folders, the whole recipe, a gate, EMA weights and a warm start; then --resume continues the
     same run (the log keeps one row per epoch, the do-no-harm column is filled)."""
@@ -285,7 +317,7 @@ def test_train_with_recipe_gate_ema_init_and_resume(tmp_path):
     _make_pairs(val)
     common = dict(data=[str(a), str(b)], val=str(val), widths=[8, 16], image_size=32, batch_size=4, untouched=0.3,
                   mild=0.2, same_kind=0.5, augment=True, gate=True, chroma_weight=1.0, ema=0.9, onnx=False, threads=1,
-                  pasted=0.3)
+                  pasted=0.3, second_pass=0.5)
     first = train(TrainConfig(out=str(tmp_path / "init"), epochs=1, **common), log=lambda *_: None)
     out = tmp_path / "run"
     train(TrainConfig(out=str(out), epochs=1, init=str(first), **common), log=lambda *_: None)

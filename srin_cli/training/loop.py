@@ -80,6 +80,9 @@ class TrainConfig:
     maps: str | None = None  # label maps of the training photos (read, missing ones saved)
     # which weights move: "all", or "gate" (only the gate head; the colour transform stays as initialised)
     train_only: str = "all"
+    # weight of a second look's loss (0: off): models with a gate are also taught the inference-time second pass
+    # (unet.UNetConfig.second_pass_bias) on their own partly corrected composites (_second_look)
+    second_pass: float = 0.0
 
     def data_roots(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)
@@ -213,23 +216,52 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
             return _paired_terms(cfg, pred, real, mask)
         return _shared(pasted, _paired_terms(cfg, pred[paired], real[paired], mask[paired]) if paired.any() else None,
                        _pasted_term(cfg, pred, comp, mask, pasted))
-    params, logit = model(comp, mask, batch["semantic"], parts=True)
+    semantic = batch["semantic"]
+    params, logit = model(comp, mask, semantic, parts=True)
     alpha = torch.sigmoid(logit)[:, :, None, None]
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
     term = _pasted_term(cfg, pred, comp, mask, pasted)
     if pasted.any():
-        comp, mask, real, pred, params, logit = (t[paired] for t in (comp, mask, real, pred, params, logit))
+        comp, mask, real, pred, params, logit, semantic = (t[paired] for t in (comp, mask, real, pred, params, logit, semantic))
     if not paired.any():
         return _shared(pasted, None, term)
-    loss = _paired_terms(cfg, pred, real, mask)
     changed = batch["changed"].view(-1)[paired]
+    loss = _gate_terms(cfg, comp, mask, real, pred, params, logit, changed)
+    if cfg.second_pass > 0:
+        loss = loss + cfg.second_pass * _second_look(cfg, model, comp, mask, real, semantic, params, logit, changed)
+    return _shared(pasted, loss, term)
+
+
+def _gate_terms(cfg: "TrainConfig", comp, mask, real, pred, params, logit, changed) -> torch.Tensor:
+    """A gated model's loss on its paired items: ``cfg.loss`` (+ colour terms) on the gated output, half of
+    ``cfg.loss`` on the ungated transform of the recoloured pairs, 0.1 x the gate's cross-entropy."""
+    from ..modeling.unet import apply_affine, composite
+
+    loss = _paired_terms(cfg, pred, real, mask)
     raw = composite(apply_affine(params, comp), comp, mask)
     keep = changed > 0.5
     if keep.any():
         loss = loss + 0.5 * compute_loss(cfg.loss, raw[keep], real[keep], mask[keep])
     target = gate_target(cfg.gate_target, comp, raw, real, mask, changed)
-    loss = loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), target)
-    return _shared(pasted, loss, term)
+    return loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), target)
+
+
+def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, logit, changed) -> torch.Tensor:
+    """The loss of a second pass, as the model runs it at inference with ``second_pass_bias``: the network looks
+    again at the composite its first pass moved, and is taught the same as on a composite (real photo the target).
+
+    The first step is the first pass's own transform (no gradient through it) scaled by its gate with a bias drawn
+    per item from [-3, 0], so the second pass sees foregrounds its first step brought anywhere from a little to
+    all the way; an untouched pair moved by a mistaken first step is to be moved back."""
+    from ..modeling.unet import apply_affine, composite
+
+    with torch.no_grad():
+        bias = -3.0 * torch.rand(comp.shape[0], 1, device=comp.device)
+        step = params.detach() * torch.sigmoid(logit.detach() + bias)[:, :, None, None]
+        moved = composite(apply_affine(step, comp), comp, mask)
+    params2, logit2 = model(moved, mask, semantic, parts=True)
+    pred2 = composite(apply_affine(params2 * torch.sigmoid(logit2)[:, :, None, None], moved), moved, mask)
+    return _gate_terms(cfg, moved, mask, real, pred2, params2, logit2, changed)
 
 
 def _paired_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
