@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..build import build_model, count_parameters, gflops, model_from_config, read_checkpoint, save_checkpoint
 from ..files import atomic_write, check_writable
 from ..metrics import score
+from ..modeling.unet import apply_affine, composite
 from .distributed import Dist, epoch_loader
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "val_mse", "val_fmse", "val_psnr", "seconds", "images_per_s"]
@@ -204,8 +205,6 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     image: they get only :func:`saturation_loss` (weight ``cfg.pasted_weight``), the pairs everything else, each
     part weighted by its share of the batch.
     """
-    from ..modeling.unet import apply_affine, composite
-
     core = model.module if hasattr(model, "module") else model
     comp, mask, real = batch["composite"], batch["mask"], batch["real"]
     pasted = batch["pasted"].view(-1) > 0.5 if "pasted" in batch else torch.zeros(comp.shape[0], dtype=torch.bool, device=comp.device)
@@ -235,8 +234,6 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
 def _gate_terms(cfg: "TrainConfig", comp, mask, real, pred, params, logit, changed) -> torch.Tensor:
     """A gated model's loss on its paired items: ``cfg.loss`` (+ colour terms) on the gated output, half of
     ``cfg.loss`` on the ungated transform of the recoloured pairs, 0.1 x the gate's cross-entropy."""
-    from ..modeling.unet import apply_affine, composite
-
     loss = _paired_terms(cfg, pred, real, mask)
     raw = composite(apply_affine(params, comp), comp, mask)
     keep = changed > 0.5
@@ -253,8 +250,6 @@ def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, 
     The first step is the first pass's own transform (no gradient through it) scaled by its gate with a bias drawn
     per item from [-3, 0], so the second pass sees foregrounds its first step brought anywhere from a little to
     all the way; an untouched pair moved by a mistaken first step is to be moved back."""
-    from ..modeling.unet import apply_affine, composite
-
     with torch.no_grad():
         bias = -3.0 * torch.rand(comp.shape[0], 1, device=comp.device)
         step = params.detach() * torch.sigmoid(logit.detach() + bias)[:, :, None, None]
