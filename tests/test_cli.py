@@ -155,6 +155,9 @@ def test_second_pass_needs_a_gate(tmp_path):
     _one_line_error(r)
     assert "--second-pass needs --gate" in r.output and not (tmp_path / "a").exists()
     _one_line_error(run("train", root, "-o", tmp_path / "a", "--gate", "--second-pass", "-1"))
+    r = run("train", root, "-o", tmp_path / "a", "--gate", "--unroll", "-q", "--no-onnx")
+    _one_line_error(r)
+    assert "--unroll needs --second-pass" in r.output and not (tmp_path / "a").exists()
 
 
 def test_train_and_harmonize_region_token_srin(tmp_path):

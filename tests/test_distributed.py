@@ -36,14 +36,16 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert torch.allclose(a, b, atol=1e-5), name
 
 
-def test_second_look_trains_under_two_gloo_processes(tmp_path):
-    """--second-pass runs the network twice before one backward: DDP takes it (each rank draws its own first steps)."""
+@pytest.mark.parametrize("unroll", ["--no-unroll", "--unroll"])
+def test_second_look_trains_under_two_gloo_processes(tmp_path, unroll):
+    """--second-pass runs the network twice before one backward: DDP takes it (each rank draws its own first steps),
+    also with the gradient flowing through the first step (--unroll)."""
     root = make_pairs(tmp_path / "pairs", n=8, size=(32, 32))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                         "-m", "srin_cli.cli.main", "train", str(root), "--val", str(root), "--widths", "4,8,8,8",
                         "--image-size", "32", "--batch-size", "4", "--epochs", "2", "--threads", "1", "-q", "--no-onnx",
-                        "--gate", "--second-pass", "1", "-o", str(tmp_path / "two")],
+                        "--gate", "--second-pass", "1", unroll, "-o", str(tmp_path / "two")],
                        env=env, timeout=300, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = list(csv.DictReader(open(tmp_path / "two" / "log.csv")))

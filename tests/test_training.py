@@ -304,6 +304,30 @@ def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
     assert model.head.weight.grad.abs().sum() > 0 and model.gate_head[-1].weight.grad.abs().sum() > 0
 
 
+
+def test_unrolled_second_look_has_the_same_loss_and_a_gradient_through_the_first_step():
+    """--unroll: the same loss value (same draws), but the second look's gradient also reaches the first pass
+    through the first step, so the weights' gradients differ from the detached first step's."""
+    from srin_cli.build import build_model
+    from srin_cli.training.loop import TrainConfig, gated_loss
+
+    torch.manual_seed(0)
+    model = build_model("srin", widths=(8, 16), image_size=16, gate=True)
+    torch.nn.init.normal_(model.head.weight, std=0.3)
+    batch = {"composite": torch.rand(3, 3, 16, 16), "mask": (torch.rand(3, 1, 16, 16) > 0.3).float(),
+             "real": torch.rand(3, 3, 16, 16), "semantic": torch.rand(3, 3, 16, 16),
+             "changed": torch.tensor([[1.0], [0.0], [1.0]])}
+    grads, losses = {}, {}
+    for unroll in (False, True):
+        model.zero_grad()
+        torch.manual_seed(5)
+        loss = gated_loss(TrainConfig(data="x", out="y", mse_weight=1.0, gate_target="helps", second_pass=1.0,
+                                      unroll=unroll), model, batch)
+        loss.backward()
+        losses[unroll], grads[unroll] = loss.item(), model.head.weight.grad.clone()
+    assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+    assert not torch.allclose(grads[True], grads[False])
+
 def test_train_with_recipe_gate_ema_init_and_resume(tmp_path):
     """Two pooled folders, the whole recipe, a gate, EMA weights and a warm start; then --resume continues the
     same run (the log keeps one row per epoch, the do-no-harm column is filled)."""

@@ -40,6 +40,7 @@ def train(
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (those whose names and shapes match); new runs only.")] = None,
     train_only: TrainOnlyOpt = "all",
     second_pass: Annotated[float, typer.Option(min=0.0, help="--gate only: weight of a second look's loss. Each batch, the network also looks again at the composites its first pass moved part of the way (as harmonize runs it with a second-pass gate bias) and is taught the same targets there (0: off; costs a second forward and backward per batch).")] = 0.0,
+    unroll: Annotated[bool, typer.Option("--unroll/--no-unroll", help="--second-pass only: let the second look's loss flow back through the first step into the first pass (the two passes trained as one).")] = False,
     global_branch: Annotated[bool, typer.Option("--global-branch/--no-global-branch", help="Add a global colour branch (fg/bg feature statistics -> one affine transform for the foreground).")] = False,
     regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
     norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
@@ -86,6 +87,8 @@ def train(
             raise ValueError("--train-only gate needs --gate (a model with a gate)")
         if second_pass > 0 and not gate:
             raise ValueError("--second-pass needs --gate (the second look is a gated model's)")
+        if unroll and not second_pass > 0:
+            raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
         if train_only == "gate" and init is None and not resume:
             raise ValueError("--train-only gate needs --init: a trained model whose colour transform stays as it is")
         _check_run_folder(out, data, val or [], maps)
@@ -95,7 +98,7 @@ def train(
                           limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads,
                           regions=regions, norm_levels=level_list, onnx=onnx, untouched=untouched, mild=mild,
                           same_kind=same_kind, keep_chroma=keep_chroma, degrade=degrade, pasted=pasted, pasted_weight=pasted_weight, augment=augment, gate=gate, chroma_weight=chroma_weight, grey_weight=grey_weight, ema=ema,
-                          mse_weight=mse_weight, gate_target=gate_target, train_only=train_only, second_pass=second_pass,
+                          mse_weight=mse_weight, gate_target=gate_target, train_only=train_only, second_pass=second_pass, unroll=unroll,
                           init=str(init) if init else None, segmenter=segmenter, maps=str(maps) if maps else None,
                           segmenter_options=segmenter_kwargs(segmenter, str(sam_checkpoint) if sam_checkpoint else None, sam_model,
                                                              points_per_side, pred_iou_thresh, stability_score_thresh,

@@ -84,6 +84,9 @@ class TrainConfig:
     # weight of a second look's loss (0: off): models with a gate are also taught the inference-time second pass
     # (unet.UNetConfig.second_pass_bias) on their own partly corrected composites (_second_look)
     second_pass: float = 0.0
+    # the second look's gradient also flows back through the first step into the first pass (the two passes are
+    # trained as one; off: the first step is a fixed input of the second look)
+    unroll: bool = False
 
     def data_roots(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)
@@ -140,7 +143,7 @@ def gate_target(kind: str, comp: torch.Tensor, corrected: torch.Tensor, real: to
     if kind != "helps":
         raise ValueError(f"unknown gate target {kind!r}; choose one of {', '.join(GATE_TARGETS)}")
     d = (corrected - comp).detach() * mask
-    r = (real - comp) * mask
+    r = (real - comp).detach() * mask  # a target, never a path for gradients (comp is moved by --unroll's first step)
     num = (d * r).sum(dim=(1, 2, 3))
     den = (d * d).sum(dim=(1, 2, 3))
     return torch.where(den > 1e-8, num / den.clamp_min(1e-8), torch.zeros_like(num)).clamp(0.0, 1.0)
@@ -247,13 +250,15 @@ def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, 
     """The loss of a second pass, as the model runs it at inference with ``second_pass_bias``: the network looks
     again at the composite its first pass moved, and is taught the same as on a composite (real photo the target).
 
-    The first step is the first pass's own transform (no gradient through it) scaled by its gate with a bias drawn
-    per item from [-3, 0], so the second pass sees foregrounds its first step brought anywhere from a little to
-    all the way; an untouched pair moved by a mistaken first step is to be moved back."""
-    with torch.no_grad():
-        bias = -3.0 * torch.rand(comp.shape[0], 1, device=comp.device)
-        step = params.detach() * torch.sigmoid(logit.detach() + bias)[:, :, None, None]
-        moved = composite(apply_affine(step, comp), comp, mask)
+    The first step is the first pass's own transform scaled by its gate with a bias drawn per item from [-3, 0], so
+    the second pass sees foregrounds its first step brought anywhere from a little to all the way; an untouched
+    pair moved by a mistaken first step is to be moved back. The first step is a fixed input (no gradient through
+    it) unless ``cfg.unroll``: then the second look's loss also teaches the first pass a step the second can finish."""
+    bias = -3.0 * torch.rand(comp.shape[0], 1, device=comp.device)
+    if not cfg.unroll:
+        params, logit = params.detach(), logit.detach()
+    step = params * torch.sigmoid(logit + bias)[:, :, None, None]
+    moved = composite(apply_affine(step, comp), comp, mask)
     params2, logit2 = model(moved, mask, semantic, parts=True)
     pred2 = composite(apply_affine(params2 * torch.sigmoid(logit2)[:, :, None, None], moved), moved, mask)
     return _gate_terms(cfg, moved, mask, real, pred2, params2, logit2, changed)
