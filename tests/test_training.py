@@ -272,12 +272,9 @@ def test_gated_loss_with_pasted_composites():
         assert only.item() > 0.1 and model.head.weight.grad.abs().sum() > 0
 
 
-def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
-    """--second-pass w: the loss is the one-pass loss plus w x the same terms for the network run again on the
-    composite its first step moved (that step without gradient); 0 leaves the loss as it was."""
+def _second_look_case():
+    """A small gated model with a visible transform and a batch of three pairs (one untouched), seeded."""
     from srin_cli.build import build_model
-    from srin_cli.modeling.unet import apply_affine, composite
-    from srin_cli.training.loop import TrainConfig, _gate_terms, gated_loss
 
     torch.manual_seed(0)
     model = build_model("srin", widths=(8, 16), image_size=16, gate=True)
@@ -285,6 +282,16 @@ def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
     batch = {"composite": torch.rand(3, 3, 16, 16), "mask": (torch.rand(3, 1, 16, 16) > 0.3).float(),
              "real": torch.rand(3, 3, 16, 16), "semantic": torch.rand(3, 3, 16, 16),
              "changed": torch.tensor([[1.0], [0.0], [1.0]])}
+    return model, batch
+
+
+def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
+    """--second-pass w: the loss is the one-pass loss plus w x the same terms for the network run again on the
+    composite its first step moved (that step without gradient); 0 leaves the loss as it was."""
+    from srin_cli.modeling.unet import apply_affine, composite
+    from srin_cli.training.loop import TrainConfig, _gate_terms, gated_loss
+
+    model, batch = _second_look_case()
     cfg = TrainConfig(data="x", out="y", mse_weight=1.0, gate_target="helps")
     one = gated_loss(cfg, model, batch)
     assert gated_loss(TrainConfig(data="x", out="y", mse_weight=1.0, gate_target="helps", second_pass=0.0), model, batch).item() == one.item()
@@ -304,19 +311,12 @@ def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
     assert model.head.weight.grad.abs().sum() > 0 and model.gate_head[-1].weight.grad.abs().sum() > 0
 
 
-
 def test_unrolled_second_look_has_the_same_loss_and_a_gradient_through_the_first_step():
     """--unroll: the same loss value (same draws), but the second look's gradient also reaches the first pass
     through the first step, so the weights' gradients differ from the detached first step's."""
-    from srin_cli.build import build_model
     from srin_cli.training.loop import TrainConfig, gated_loss
 
-    torch.manual_seed(0)
-    model = build_model("srin", widths=(8, 16), image_size=16, gate=True)
-    torch.nn.init.normal_(model.head.weight, std=0.3)
-    batch = {"composite": torch.rand(3, 3, 16, 16), "mask": (torch.rand(3, 1, 16, 16) > 0.3).float(),
-             "real": torch.rand(3, 3, 16, 16), "semantic": torch.rand(3, 3, 16, 16),
-             "changed": torch.tensor([[1.0], [0.0], [1.0]])}
+    model, batch = _second_look_case()
     grads, losses = {}, {}
     for unroll in (False, True):
         model.zero_grad()

@@ -87,7 +87,7 @@ def train(
             raise ValueError("--train-only gate needs --gate (a model with a gate)")
         if second_pass > 0 and not gate:
             raise ValueError("--second-pass needs --gate (the second look is a gated model's)")
-        if unroll and not second_pass > 0:
+        if unroll and second_pass == 0:
             raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
         if train_only == "gate" and init is None and not resume:
             raise ValueError("--train-only gate needs --init: a trained model whose colour transform stays as it is")
