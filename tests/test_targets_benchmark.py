@@ -217,3 +217,20 @@ def test_gate_headroom_brackets_the_gated_model(tmp_path, capsys):
         headroom.main([str(tmp_path / "nogate.pt"), "--data", str(_data(tmp_path)), "--sets", "objects_val"])
     with pytest.raises(SystemExit, match="checkpoint not found"):
         headroom.main([str(tmp_path / "missing.pt"), "--data", str(_data(tmp_path))])
+
+
+def test_chroma_guard_caps_the_colour_an_output_loses(tmp_path, capsys):
+    guard = _load("chroma_guard")
+    targets = sys.modules["targets"]
+    rng = np.random.default_rng(0)
+    comp = np.clip(np.array([200, 120, 40]) + rng.normal(0, 10, (32, 32, 3)), 0, 255).astype(np.uint8)  # orange
+    grey = np.repeat(comp.mean(-1, keepdims=True), 3, -1).astype(np.uint8)  # all its colour gone
+    weight = np.ones((32, 32), np.float32)
+    before = targets.chroma(comp, weight)
+    capped = guard.capped(comp, grey, weight, 2.0, 0.0)
+    assert 0 < before - targets.chroma(capped, weight) <= 2.1  # moved, but loses at most the cap
+    assert guard.capped(comp, grey, weight, 0.0, 1.0) is grey  # a cap above the loss leaves the output alone
+    guard.main(["lab", "--data", str(_data(tmp_path)), "--cap", "2,0", "0,0.3"])
+    out = capsys.readouterr().out
+    assert "| none |" in out and "| t = 2, r = 0 |" in out and "| t = 0, r = 0.3 |" in out
+    assert "Pairs the model takes more than 8 chroma units from:" in out

@@ -1,0 +1,91 @@
+"""Would a cap on lost colour pay? A model's validation scores with its chroma loss capped, and how right its big cuts are.
+
+    python benchmarks/chroma_guard.py default [--set objects_val] [--cap 2,0 0,0.3 ...] [--cut 8] [--limit N]
+
+The issue's greying check counts composites whose foreground loses more than 2 chroma units. The bluntest fix is a
+cap at inference: where the output's foreground chroma (``targets.chroma``) is below the composite's by more than
+``t + r x`` the composite's chroma, blend the output back toward the composite (output = composite + k (output -
+composite), k found by a few secant steps) until it is not. For each ``--cap t,r`` this prints the set's fMSE, %
+of pairs made worse, colour bias and % of pairs losing more than 2 units, with the cap and without (scored as
+``benchmarks/targets.py`` scores). Then, for the pairs the uncapped model takes more than ``--cut`` units from:
+how many of their real photos are less colourful than the composite (the cut was called for) and how many by
+more than the model took (it under-cut). Markdown to stdout, progress to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import targets  # noqa: E402  (the same set reader, model runner, scoring and chroma as the targets table)
+
+
+def capped(comp: np.ndarray, out: np.ndarray, weight: np.ndarray, t: float, r: float) -> np.ndarray:
+    """``out`` blended toward ``comp`` until its foreground loses at most ``t + r * chroma(comp)`` units."""
+    before = targets.chroma(comp, weight)
+    allowed = t + r * before
+    lost = before - targets.chroma(out, weight)
+    if lost <= allowed:
+        return out
+    k, result = allowed / lost, out
+    for _ in range(4):  # chroma is not linear in the blend: a few secant steps
+        result = np.clip(comp + k * (out.astype(np.float32) - comp), 0, 255).round().astype(np.uint8)
+        now = before - targets.chroma(result, weight)
+        if now <= allowed + 0.05 or now <= 0:
+            break
+        k *= allowed / now
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a shipped model name or a .pt path")
+    parser.add_argument("--set", default="objects_val", choices=targets.PAIRED_SETS)
+    parser.add_argument("--data", type=Path, default=targets.SHARED)
+    parser.add_argument("--cap", nargs="+", default=["2,0", "0,0.3"], metavar="T,R",
+                        help="caps to try: at most T units + R x the composite's chroma may be lost")
+    parser.add_argument("--cut", type=float, default=8.0, help="a 'big cut': the model takes more than this")
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args(argv)
+    caps = [tuple(float(v) for v in c.split(",")) for c in args.cap]
+    if any(len(c) != 2 for c in caps):
+        parser.error("--cap takes T,R pairs, e.g. 2,0")
+
+    samples = targets.load_set(args.data / args.set, args.limit)
+    run = targets.make_runner(args.model)
+    settings = [None] + caps
+    per = {c: [] for c in settings}  # (fMSE, composite fMSE, output - real chroma, output - composite chroma)
+    cuts = []  # (model's change, real - composite) for the big cuts
+    for i, s in enumerate(samples):
+        weight = (s.real_mask > 0.5).astype(np.float32)
+        out = run(s.comp, s.mask)
+        comp_fmse = targets._scored(s.comp, s.real, s.real_mask)["fmse"]
+        c_comp, c_real = targets.chroma(s.comp, weight), targets.chroma(s.real, weight)
+        for c in settings:
+            o = out if c is None else capped(s.comp, out, weight, *c)
+            c_out = targets.chroma(o, weight)
+            per[c].append((targets._scored(o, s.real, s.real_mask)["fmse"], comp_fmse, c_out - c_real, c_out - c_comp))
+        change = targets.chroma(out, weight) - c_comp
+        if change < -args.cut:
+            cuts.append((change, c_real - c_comp))
+        print(f"\r{args.set}: {i + 1}/{len(samples)}", end="", file=sys.stderr)
+    print(file=sys.stderr)
+
+    print(f"{args.model} on {args.set} ({len(samples)} pairs)\n")
+    print("| cap: at most t + r x chroma lost | fMSE | worse % | bias | lose > 2 % |\n|---|---|---|---|---|")
+    for c in settings:
+        v = np.array(per[c])
+        label = "none" if c is None else f"t = {c[0]:g}, r = {c[1]:g}"
+        print(f"| {label} | {v[:, 0].mean():.2f} | {100 * (v[:, 0] > v[:, 1]).mean():.2f} | {v[:, 2].mean():+.2f} | "
+              f"{100 * (v[:, 3] < -targets.LOSE).mean():.2f} |")
+    called = sum(real < 0 for _, real in cuts)
+    under = sum(real < change for change, real in cuts)
+    print(f"\nPairs the model takes more than {args.cut:g} chroma units from: {len(cuts)}; the real photo is less "
+          f"colourful than the composite in {called}, by more than the model took in {under}.")
+
+
+if __name__ == "__main__":
+    main()
