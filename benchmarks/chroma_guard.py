@@ -50,9 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cut", type=float, default=8.0, help="a 'big cut': the model takes more than this")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
-    caps = [tuple(float(v) for v in c.split(",")) for c in args.cap]
-    if any(len(c) != 2 for c in caps):
-        parser.error("--cap takes T,R pairs, e.g. 2,0")
+    try:
+        caps = [tuple(float(v) for v in c.split(",")) for c in args.cap]
+    except ValueError:
+        caps = []
+    if not caps or any(len(c) != 2 for c in caps):
+        parser.error("--cap takes T,R pairs of numbers, e.g. 2,0")
 
     samples = targets.load_set(args.data / args.set, args.limit)
     run = targets.make_runner(args.model)
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             o = out if c is None else capped(s.comp, out, weight, *c)
             c_out = targets.chroma(o, weight)
             per[c].append((targets._scored(o, s.real, s.real_mask)["fmse"], comp_fmse, c_out - c_real, c_out - c_comp))
-        change = targets.chroma(out, weight) - c_comp
+        change = per[None][-1][3]  # the uncapped output's chroma change
         if change < -args.cut:
             cuts.append((change, c_real - c_comp))
         print(f"\r{args.set}: {i + 1}/{len(samples)}", end="", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Predictor-style inference: one class owns device, resolution handling and the full-resolution pass.
 
 The network sees the composite at its checkpoint's input size (``config.image_size``: 160x160 for the shipped
-``default``, 128x128 for the other shipped models) and predicts a per-pixel affine colour transform at half
+``default`` and ``srin``, 128x128 for the other shipped models) and predicts a per-pixel affine colour transform at half
 that size. The network runs in ONNX Runtime
 (the ``.onnx`` file beside the checkpoint, which also records the checkpoint's config: no torch needed) or in
 PyTorch (``--backend torch``, CUDA). Either way the transform is upsampled (bilinear) to the photo's own size
