@@ -103,8 +103,9 @@ def load_set(root: Path, limit: int | None = None, jpeg: int | None = None) -> l
     return samples
 
 
-def make_runner(spec: str, device: str = "cpu") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``run(image_uint8_HxWx3, mask_float_HxW) -> uint8`` for a spec: classical method, shipped name or .pt path."""
+def make_runner(spec: str, device: str = "cpu", max_chroma_loss: float | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``run(image_uint8_HxWx3, mask_float_HxW) -> uint8`` for a spec: classical method, shipped name or .pt path.
+    ``max_chroma_loss``: a model runs as ``srin harmonize --max-chroma-loss`` (classical methods as they are)."""
     from srin_cli.harmonizer import make_method
     from srin_cli.segmentation import create_segmenter
 
@@ -112,8 +113,8 @@ def make_runner(spec: str, device: str = "cpu") -> Callable[[np.ndarray, np.ndar
         return make_method(spec)
     segmenter = create_segmenter("felzenszwalb")
     if spec.endswith(".pt") or Path(spec).is_file():
-        return make_method("model", checkpoint=spec, device=device, segmenter=segmenter)
-    return make_method("model", model=spec, device=device, segmenter=segmenter)
+        return make_method("model", checkpoint=spec, device=device, segmenter=segmenter, max_chroma_loss=max_chroma_loss)
+    return make_method("model", model=spec, device=device, segmenter=segmenter, max_chroma_loss=max_chroma_loss)
 
 
 def _scored(pred: np.ndarray, real: np.ndarray, mask: np.ndarray) -> dict:
@@ -168,10 +169,10 @@ def columns(sets: list[str]) -> list[tuple[str, str]]:
 
 def measure(specs: list[str], data: Path, sets: list[str], limit: int | None = None, device: str = "cpu",
             log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
-            jpeg: int | None = None) -> list[dict]:
+            jpeg: int | None = None, max_chroma_loss: float | None = None) -> list[dict]:
     """One row per spec: {"model": spec, "<set>_<key>": value, ...}. Sets outer, models inner: each set is read once.
-    ``jpeg``: the sets re-encoded as JPEGs of this quality (:func:`load_set`)."""
-    runners = {spec: make_runner(spec, device) for spec in specs}
+    ``jpeg``: the sets re-encoded as JPEGs of this quality (:func:`load_set`); ``max_chroma_loss``: see :func:`make_runner`."""
+    runners = {spec: make_runner(spec, device, max_chroma_loss) for spec in specs}
     rows = {spec: {"model": spec} for spec in specs}
     for name in sets:
         t0 = time.perf_counter()
@@ -227,14 +228,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jpeg", type=int, default=None, metavar="Q",
                         help="re-encode every composite and real photo as a JPEG of quality Q (1-100) first")
+    parser.add_argument("--max-chroma-loss", type=float, default=None, metavar="UNITS",
+                        help="run the models as srin harmonize --max-chroma-loss UNITS")
     args = parser.parse_args(argv)
     if args.jpeg is not None and not 1 <= args.jpeg <= 100:
         parser.error("--jpeg must lie in 1..100")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
+    if args.max_chroma_loss is not None and args.max_chroma_loss < 0:
+        parser.error("--max-chroma-loss must be at least 0")
     sets = list(dict.fromkeys(args.sets))
     t0 = time.perf_counter()
-    rows = measure(args.models, args.data, sets, args.limit, args.device, jpeg=args.jpeg)
+    rows = measure(args.models, args.data, sets, args.limit, args.device, jpeg=args.jpeg, max_chroma_loss=args.max_chroma_loss)
     print(markdown_table(rows, sets))
     legend = {"obj": "objects_val", "lm": "labelme_val", "rc": "real_composites", "div": "real_composites_diverse"}
     print("\n" + "; ".join(f"{k} = {v}" for k, v in legend.items() if v in sets)

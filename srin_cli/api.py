@@ -60,15 +60,17 @@ class Model:
 
 
 def load_model(model: str | Path = "default", method: str = "model", segmenter: str = "felzenszwalb",
-               backend: str = "auto", device: str = "cpu", **segmenter_options) -> Model:
+               backend: str = "auto", device: str = "cpu", max_chroma_loss: float | None = None,
+               **segmenter_options) -> Model:
     """``model``: a shipped name (:data:`srin_cli.registry.MODELS`) or a checkpoint path; ``method``: ``model``
-    (the network) or a classical reference (``identity``, ``lab``, ``histogram``)."""
+    (the network) or a classical reference (``identity``, ``lab``, ``histogram``); ``max_chroma_loss``: as
+    ``srin harmonize --max-chroma-loss`` (the network only)."""
     from .segmentation import create_segmenter
 
     METHODS.check(method)
     seg = create_segmenter(segmenter, **segmenter_options)
     name, checkpoint = (str(model), None) if str(model) in MODELS else (None, Path(model))
-    return Model(make_method(method, name, checkpoint, device, seg, backend), seg)
+    return Model(make_method(method, name, checkpoint, device, seg, backend, max_chroma_loss=max_chroma_loss), seg)
 
 
 def harmonize(image: np.ndarray, mask: np.ndarray, model: str | Path | Model = "default") -> np.ndarray:

@@ -32,6 +32,60 @@ NetworkInputs = tuple  # (image, mask, semantic map) float32 arrays, each 1 x C 
 ColourTransform = Any  # the predicted affine transform, a 12 x s/2 x s/2 float32 array
 
 
+def foreground_chroma(image: np.ndarray, weight: np.ndarray) -> float:
+    """Mean chroma of ``image`` (HxWx3 uint8 RGB) weighted by ``weight`` (HxW): sqrt(a*^2 + b*^2) in OpenCV's
+    8-bit Lab, the unit of the issue's greying checks (``benchmarks/targets.py``)."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    c = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
+    return float((c * weight).sum() / max(float(weight.sum()), 1.0))
+
+
+def limit_chroma_loss(params: np.ndarray, image: np.ndarray, mask: np.ndarray, limit: float, steps: int = 12) -> np.ndarray:
+    """``params`` scaled toward the identity (k x params, the largest k in [0, 1] found by ``steps`` bisections)
+    so that applied to ``image`` (HxWx3 uint8, the network's view of the composite) the foreground's mean chroma
+    falls by at most ``limit`` units. The transform is affine in its parameters, so k x params is the output
+    blended toward the composite by k: light and hue corrections shrink with the colour cut, none is added."""
+    weight = (mask > 0.5).astype(np.float32)
+    if weight.sum() == 0:
+        return params
+    before = foreground_chroma(image, weight)
+
+    def lost(k: float) -> float:
+        return before - foreground_chroma(apply_transform(params * np.float32(k), image, mask), weight)
+
+    if lost(1.0) <= limit:
+        return params
+    lo, hi = 0.0, 1.0  # lost(lo) <= limit < lost(hi)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if lost(mid) <= limit else (lo, mid)
+    return params * np.float32(lo)
+
+
+def _limited_at_full_size(params: np.ndarray, image: np.ndarray, mask: np.ndarray, limit: float) -> np.ndarray:
+    """:func:`limit_chroma_loss` checked on the photo itself (cropped to the foreground's box): a few bisections
+    below the network view's answer when the full-size foreground still loses more than ``limit``."""
+    fg = mask > 0.5
+    if not fg.any():
+        return params
+    ys, xs = np.nonzero(fg.any(axis=1))[0], np.nonzero(fg.any(axis=0))[0]
+    box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+    # the transform field is the whole photo's: crop what apply_transform makes of it, not the field itself
+    weight = fg[box].astype(np.float32)
+    before = foreground_chroma(image[box], weight)
+
+    def lost(k: float) -> float:
+        return before - foreground_chroma(apply_transform(params * np.float32(k), image, mask)[box], weight)
+
+    if lost(1.0) <= limit:
+        return params
+    lo, hi = 0.0, 1.0
+    for _ in range(6):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if lost(mid) <= limit else (lo, mid)
+    return params * np.float32(lo)
+
+
 def _planar(image: np.ndarray) -> np.ndarray:
     """HxW -> 1x1xHxW float32; HxWxC -> 1xCxHxW float32 (uint8 scaled to [0, 1])."""
     if image.ndim == 2:
@@ -124,6 +178,7 @@ class Harmonizer(HarmonizationMethod):
         self.needs_labels = self.config.get("norm") == "srin"
         self.backend = backend
         self.notes: list[str] = []  # why an ONNX file beside the checkpoint is not used (the CLI warns)
+        self.max_chroma_loss: float | None = None  # --max-chroma-loss: see :func:`limit_chroma_loss`
 
     @property
     def model(self):
@@ -188,7 +243,11 @@ class Harmonizer(HarmonizationMethod):
     def transform_many(self, inputs: list[NetworkInputs]) -> list[ColourTransform]:
         """One network pass over several prepared composites; their transforms (12 x s/2 x s/2 each)."""
         batch = [np.concatenate(parts) for parts in zip(*inputs)]
-        return list(np.asarray(self.network(*batch), dtype=np.float32))
+        transforms = list(np.asarray(self.network(*batch), dtype=np.float32))
+        if self.max_chroma_loss is None:
+            return transforms
+        return [limit_chroma_loss(t, np.clip(image[0].transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8), mask[0, 0],
+                                  self.max_chroma_loss) for t, (image, mask, _) in zip(transforms, inputs)]
 
     def transform(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> ColourTransform:
         """The low-resolution affine transform (12 x s/2 x s/2 array)."""
@@ -206,16 +265,23 @@ class Harmonizer(HarmonizationMethod):
         return self.apply(transform, image, mask, in_place)
 
     def apply(self, transform: ColourTransform, image: np.ndarray, mask: np.ndarray, in_place: bool = False) -> np.ndarray:
-        """Apply the transform at the image's own resolution (:func:`srin_cli.colour.apply_transform`)."""
+        """Apply the transform at the image's own resolution (:func:`srin_cli.colour.apply_transform`). With
+        ``max_chroma_loss`` the transform (already limited on the network's view) is scaled back further where
+        the photo at its own size would still lose more than the limit."""
+        if self.max_chroma_loss is not None:
+            transform = _limited_at_full_size(transform, image, mask, self.max_chroma_loss)
         return apply_transform(transform, image, mask, in_place=in_place)
 
 
 def network_method(name: str = "model", model: str | None = "default", checkpoint: str | Path | None = None,
                    device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto",
-                   threads: int | None = None) -> Harmonizer:
-    """The ``model`` method: ``checkpoint``, else the shipped ``model`` (:data:`srin_cli.registry.MODELS`)."""
+                   threads: int | None = None, max_chroma_loss: float | None = None) -> Harmonizer:
+    """The ``model`` method: ``checkpoint``, else the shipped ``model`` (:data:`srin_cli.registry.MODELS`);
+    ``max_chroma_loss``: at most this much foreground chroma lost (:func:`limit_chroma_loss`; None: no limit)."""
     path = Path(checkpoint) if checkpoint else shipped_model_path(model or "default")
-    return Harmonizer.from_checkpoint(path, device, segmenter, backend, threads)
+    harmonizer = Harmonizer.from_checkpoint(path, device, segmenter, backend, threads)
+    harmonizer.max_chroma_loss = max_chroma_loss
+    return harmonizer
 
 
 def classical_method(name: str, **_ignored) -> ClassicalHarmonizer:
@@ -225,8 +291,12 @@ def classical_method(name: str, **_ignored) -> ClassicalHarmonizer:
 
 def make_method(method: str, model: str | None = "default", checkpoint: str | Path | None = None,
                 device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto",
-                threads: int | None = None) -> HarmonizationMethod:
+                threads: int | None = None, max_chroma_loss: float | None = None) -> HarmonizationMethod:
     """Build the :class:`HarmonizationMethod` for ``--method`` (and ``--model`` / ``--checkpoint`` / ``--backend``).
-    ``threads``: the network's CPU threads under ONNX Runtime (default: one per core)."""
+    ``threads``: the network's CPU threads under ONNX Runtime (default: one per core). ``max_chroma_loss``
+    (``--max-chroma-loss``) is for the ``model`` method only: a classical method refuses it."""
+    if max_chroma_loss is not None and method != "model":
+        raise ValueError(f"--max-chroma-loss limits a model's transform; --method {method} has none")
+    extra = {} if max_chroma_loss is None else {"max_chroma_loss": max_chroma_loss}
     return METHODS.build(method, method, model=model, checkpoint=checkpoint, device=device, segmenter=segmenter,
-                         backend=backend, threads=threads)
+                         backend=backend, threads=threads, **extra)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_notes, resolve_device
-from .options import DEFAULT_MAX_PIXELS, MODEL, DeviceOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, QuietOpt
+from .options import DEFAULT_MAX_PIXELS, MODEL, DeviceOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, QuietOpt
 
 GATE = "Quality gate and report"
 
@@ -31,6 +31,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and any regressions) as JSON on stdout.")] = False,
     device: DeviceOpt = Device.auto,
     backend: NetworkBackendOpt = "auto",
+    max_chroma_loss: MaxChromaLossOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
@@ -59,10 +60,13 @@ def evaluate(
                       [*((k.replace("_", " "), p) for k, p in dataset_layout(dataset).items()), ("predictions", predictions),
                        ("--maps", maps)],
                       [("--report", report.parent if report is not None else None)])
+        if predictions is not None and max_chroma_loss is not None:
+            raise ValueError("--max-chroma-loss limits a model run here; it does not apply to --predictions")
         pipeline = None
         if predictions is None:
             seg = create_segmenter("felzenszwalb")
-            pipeline = Pipeline(make_method(method, model, checkpoint, resolve_device(device), seg, backend), seg, maps,
+            pipeline = Pipeline(make_method(method, model, checkpoint, resolve_device(device), seg, backend,
+                                            max_chroma_loss=max_chroma_loss), seg, maps,
                                 batch, workers)
             print_notes(pipeline.method, quiet)
         elif not predictions.is_dir():

@@ -10,7 +10,7 @@ import typer
 from ..errors import InputError
 from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, print_failures,
                      print_notes, print_path, resolve_device)
-from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MaxPixelsOpt,
+from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MaxChromaLossOpt, MaxPixelsOpt,
                       MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
                       ModelSegmenterOpt, ScaleOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
@@ -60,6 +60,7 @@ def harmonize(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device.auto,
     backend: NetworkBackendOpt = "auto",
+    max_chroma_loss: MaxChromaLossOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Harmonize composites: writes one image per input, at the input's size; pixels outside the mask are untouched.
@@ -88,7 +89,8 @@ def harmonize(
         dev = resolve_device(device)
         # one composite: one network pass of batch 1, which runs as fast on one thread and skips starting a
         # second one (and its spinning) in a cold process; the results are the same byte for byte
-        run = make_method(method, model, checkpoint, dev, None, backend, threads=1 if len(items) == 1 else None)
+        run = make_method(method, model, checkpoint, dev, None, backend, threads=1 if len(items) == 1 else None,
+                          max_chroma_loss=max_chroma_loss)
         trained = getattr(run, "trained_segmenter", "felzenszwalb")
         name = segmenter or trained
         try:

@@ -43,6 +43,11 @@ LossOpt = Annotated[Optional[str], registry_option(LOSSES, help="Training loss",
 GateTargetOpt = Annotated[str, registry_option(GATE_TARGETS, help="What the --gate is taught")]
 TrainOnlyOpt = Annotated[str, registry_option(TRAIN_ONLY, help="Which weights move")]
 NetworkBackendOpt = Annotated[str, registry_option(NETWORK_BACKENDS, help="How the network runs", rich_help_panel=MODEL)]
+MaxChromaLossOpt = Annotated[Optional[float], typer.Option(
+    "--max-chroma-loss", min=0.0, metavar="UNITS", rich_help_panel=MODEL, show_default=False,
+    help="--method model: let a foreground's mean chroma (CIELAB, 8-bit scale) fall by at most this much, the model's "
+         "correction scaled back where it would take more (e.g. 2 for product shots whose colour is their own; "
+         "costs correction where colour should go: see the README). Default: no limit.")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when available.", rich_help_panel=MODEL)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-file messages.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a batch resumes).", rich_help_panel=OUTPUT)]
