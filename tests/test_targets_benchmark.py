@@ -234,3 +234,24 @@ def test_chroma_guard_caps_the_colour_an_output_loses(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| none |" in out and "| t = 2, r = 0 |" in out and "| t = 0, r = 0.3 |" in out
     assert "Pairs the model takes more than 8 chroma units from:" in out
+
+
+def test_chroma_guard_floor_keeps_a_colourful_scenes_object_colourful(tmp_path, capsys):
+    guard = _load("chroma_guard")
+    targets = sys.modules["targets"]
+    rng = np.random.default_rng(0)
+    comp = np.clip(np.array([40, 80, 200]) + rng.normal(0, 10, (32, 32, 3)), 0, 255).astype(np.uint8)  # blue scene
+    comp[8:24, 8:24] = np.clip(np.array([200, 120, 40]) + rng.normal(0, 10, (16, 16, 3)), 0, 255)  # orange object
+    weight = np.zeros((32, 32), np.float32)
+    weight[8:24, 8:24] = 1
+    grey = comp.copy()
+    grey[8:24, 8:24] = comp[8:24, 8:24].mean(-1, keepdims=True)  # the object washed out, the scene as it was
+    fg, bg = targets.chroma(comp, weight), targets.chroma(comp, 1 - weight)
+    half = guard.floored(comp, grey, weight, 0.5 * fg / bg)  # floor at half the object's own chroma
+    assert 0.45 * fg <= targets.chroma(half, weight) < fg
+    assert guard.floored(comp, grey, weight, 0.0) is grey  # no floor: the output as it was
+    full = guard.floored(comp, grey, weight, 10.0)  # a floor above the object's own chroma stops at the composite's
+    assert targets.chroma(full, weight) >= fg - 0.1
+    guard.main(["lab", "--data", str(_data(tmp_path)), "--set", "real_composites", "--cap", "2,0", "--floor", "1.5"])
+    out = capsys.readouterr().out
+    assert "(3 composites)" in out and "| floor: k = 1.5 x background |" in out and "fMSE" not in out
