@@ -3,8 +3,9 @@
     python benchmarks/targets.py identity default in [path/to/ckpt.pt ...] [--limit N] [--sets ...] [--csv FILE]
 
 A model spec is ``identity`` / ``lab`` / ``histogram`` (classical methods), a shipped model name (``default``,
-``in``, ... = ``--model NAME``) or a path to a ``.pt`` checkpoint (``--checkpoint PATH``). Each model runs on
-each image at its own size, exactly like ``srin evaluate`` / ``srin harmonize`` (felzenszwalb maps, CPU).
+``in``, ... = ``--model NAME``) or a path to a ``.pt`` checkpoint (``--checkpoint PATH``); ``MODEL@UNITS``
+(``default@2``) runs the model with ``--max-chroma-loss UNITS``. Each model runs on each image at its own size,
+exactly like ``srin evaluate`` / ``srin harmonize`` (felzenszwalb maps, CPU).
 
 Checks (0-255 scale; fMSE and PSNR scored at 256x256 as ``srin evaluate`` does, via ``srin_cli.metrics``):
 
@@ -103,11 +104,19 @@ def load_set(root: Path, limit: int | None = None, jpeg: int | None = None) -> l
     return samples
 
 
-def make_runner(spec: str, device: str = "cpu", max_chroma_loss: float | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``run(image_uint8_HxWx3, mask_float_HxW) -> uint8`` for a spec: classical method, shipped name or .pt path.
-    ``max_chroma_loss``: a model runs as ``srin harmonize --max-chroma-loss`` (classical methods as they are)."""
+def make_runner(spec: str, device: str = "cpu") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``run(image_uint8_HxWx3, mask_float_HxW) -> uint8`` for a spec: classical method, shipped name or .pt path;
+    a model spec may end in ``@UNITS`` (``default@2``): the model run as ``srin harmonize --max-chroma-loss UNITS``."""
     from srin_cli.harmonizer import make_method
     from srin_cli.segmentation import create_segmenter
+
+    max_chroma_loss = None
+    head, _, tail = spec.rpartition("@")
+    if head and head not in CLASSICAL:
+        try:
+            spec, max_chroma_loss = head, float(tail)
+        except ValueError:
+            pass  # an @ that is part of a path
 
     if spec in CLASSICAL:
         return make_method(spec)
@@ -169,10 +178,10 @@ def columns(sets: list[str]) -> list[tuple[str, str]]:
 
 def measure(specs: list[str], data: Path, sets: list[str], limit: int | None = None, device: str = "cpu",
             log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
-            jpeg: int | None = None, max_chroma_loss: float | None = None) -> list[dict]:
+            jpeg: int | None = None) -> list[dict]:
     """One row per spec: {"model": spec, "<set>_<key>": value, ...}. Sets outer, models inner: each set is read once.
-    ``jpeg``: the sets re-encoded as JPEGs of this quality (:func:`load_set`); ``max_chroma_loss``: see :func:`make_runner`."""
-    runners = {spec: make_runner(spec, device, max_chroma_loss) for spec in specs}
+    ``jpeg``: the sets re-encoded as JPEGs of this quality (:func:`load_set`)."""
+    runners = {spec: make_runner(spec, device) for spec in specs}
     rows = {spec: {"model": spec} for spec in specs}
     for name in sets:
         t0 = time.perf_counter()
@@ -219,7 +228,8 @@ def write_csv(path: Path, rows: list[dict], sets: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="identity, lab, histogram, a shipped model name, or a .pt path")
+    parser.add_argument("models", nargs="+", help="identity, lab, histogram, a shipped model name, or a .pt path; "
+                        "MODEL@UNITS runs a model with --max-chroma-loss UNITS")
     parser.add_argument("--data", type=Path, default=SHARED, help=f"folder holding the sets (default {SHARED})")
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS), metavar="SET",
                         help=f"subsets to measure (default all: {' '.join(SETS)})")
@@ -228,18 +238,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jpeg", type=int, default=None, metavar="Q",
                         help="re-encode every composite and real photo as a JPEG of quality Q (1-100) first")
-    parser.add_argument("--max-chroma-loss", type=float, default=None, metavar="UNITS",
-                        help="run the models as srin harmonize --max-chroma-loss UNITS")
     args = parser.parse_args(argv)
     if args.jpeg is not None and not 1 <= args.jpeg <= 100:
         parser.error("--jpeg must lie in 1..100")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    if args.max_chroma_loss is not None and args.max_chroma_loss < 0:
-        parser.error("--max-chroma-loss must be at least 0")
     sets = list(dict.fromkeys(args.sets))
     t0 = time.perf_counter()
-    rows = measure(args.models, args.data, sets, args.limit, args.device, jpeg=args.jpeg, max_chroma_loss=args.max_chroma_loss)
+    rows = measure(args.models, args.data, sets, args.limit, args.device, jpeg=args.jpeg)
     print(markdown_table(rows, sets))
     legend = {"obj": "objects_val", "lm": "labelme_val", "rc": "real_composites", "div": "real_composites_diverse"}
     print("\n" + "; ".join(f"{k} = {v}" for k, v in legend.items() if v in sets)

@@ -255,3 +255,14 @@ def test_chroma_guard_floor_keeps_a_colourful_scenes_object_colourful(tmp_path, 
     guard.main(["lab", "--data", str(_data(tmp_path)), "--set", "real_composites", "--cap", "2,0", "--floor", "1.5"])
     out = capsys.readouterr().out
     assert "(3 composites)" in out and "| floor: k = 1.5 x background |" in out and "fMSE" not in out
+
+
+def test_a_model_spec_can_carry_a_chroma_limit(tmp_path):
+    targets = _load("targets")
+    samples = targets.load_set(_data(tmp_path) / "objects_val")
+    free, held = targets.make_runner("default"), targets.make_runner("default@0")
+    assert free.max_chroma_loss is None and held.max_chroma_loss == 0.0
+    for s in samples:
+        w = (s.mask > 0.5).astype(np.float32)
+        assert targets.chroma(held(s.comp, s.mask), w) >= targets.chroma(s.comp, w) - 1e-6
+    assert targets.make_runner("lab").__class__.__name__ == "ClassicalHarmonizer"
