@@ -11,21 +11,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from srin_cli.data.io import read_image, read_mask
 from srin_cli.evaluation import pairs_to_score
-from srin_cli.harmonizer import Harmonizer
+from srin_cli.harmonizer import Harmonizer, foreground_chroma
 from srin_cli.segmentation import create_segmenter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def chroma(image: np.ndarray, weight: np.ndarray) -> float:
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
-    c = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
-    return float((c * weight).sum() / max(weight.sum(), 1.0))
+chroma = foreground_chroma  # the package's own measure (what --max-chroma-loss limits)
 
 
 def main() -> None:

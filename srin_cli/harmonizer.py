@@ -49,17 +49,8 @@ def limit_chroma_loss(params: np.ndarray, image: np.ndarray, mask: np.ndarray, l
     if weight.sum() == 0:
         return params
     before = foreground_chroma(image, weight)
-
-    def lost(k: float) -> float:
-        return before - foreground_chroma(apply_transform(params * np.float32(k), image, mask), weight)
-
-    if lost(1.0) <= limit:
-        return params
-    lo, hi = 0.0, 1.0  # lost(lo) <= limit < lost(hi)
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if lost(mid) <= limit else (lo, mid)
-    return params * np.float32(lo)
+    return _scaled_back(params, lambda k: before - foreground_chroma(apply_transform(params * np.float32(k), image, mask), weight),
+                        limit, steps)
 
 
 def _limited_at_full_size(params: np.ndarray, image: np.ndarray, mask: np.ndarray, limit: float) -> np.ndarray:
@@ -73,14 +64,17 @@ def _limited_at_full_size(params: np.ndarray, image: np.ndarray, mask: np.ndarra
     # the transform field is the whole photo's: crop what apply_transform makes of it, not the field itself
     weight = fg[box].astype(np.float32)
     before = foreground_chroma(image[box], weight)
+    return _scaled_back(params, lambda k: before - foreground_chroma(apply_transform(params * np.float32(k), image, mask)[box], weight),
+                        limit, 6)
 
-    def lost(k: float) -> float:
-        return before - foreground_chroma(apply_transform(params * np.float32(k), image, mask)[box], weight)
 
+def _scaled_back(params: np.ndarray, lost: Callable[[float], float], limit: float, steps: int) -> np.ndarray:
+    """``params`` as they are when ``lost(1) <= limit``, else ``k x params`` for the largest k in [0, 1] with
+    ``lost(k) <= limit`` that ``steps`` bisections find (k = 0, the identity, always qualifies)."""
     if lost(1.0) <= limit:
         return params
-    lo, hi = 0.0, 1.0
-    for _ in range(6):
+    lo, hi = 0.0, 1.0  # lost(lo) <= limit < lost(hi)
+    for _ in range(steps):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if lost(mid) <= limit else (lo, mid)
     return params * np.float32(lo)
