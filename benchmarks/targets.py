@@ -22,7 +22,7 @@ at quality Q before anything runs (the real photos are then also the ground trut
 the pixel-level traces of its recolouring, a JPEG-saved one (or a real cut-and-paste composite) does not: a model
 whose correction falls away here learned those traces rather than colours.
 
-Chroma is ``chroma_bias.chroma``: sqrt(a^2 + b^2) in OpenCV's 8-bit Lab (a, b minus 128), averaged over
+Chroma is ``srin_cli.harmonizer.foreground_chroma``: sqrt(a^2 + b^2) in OpenCV's 8-bit Lab (a, b minus 128), averaged over
 mask > 0.5 at the image's own size. Each set's images are read once and reused for every model. The table
 goes to stdout (markdown), progress to stderr.
 """
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import sys
 import time
 from dataclasses import dataclass
@@ -66,18 +65,12 @@ class Sample:
     real_mask: np.ndarray | None = None
 
 
-_chroma: Callable | None = None
-
-
 def chroma(image: np.ndarray, weight: np.ndarray) -> float:
-    """Mean foreground chroma: ``benchmarks/chroma_bias.py``'s own function (loaded from the file beside this one)."""
-    global _chroma
-    if _chroma is None:
-        spec = importlib.util.spec_from_file_location("chroma_bias", Path(__file__).with_name("chroma_bias.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _chroma = module.chroma
-    return _chroma(image, weight)
+    """Mean foreground chroma: the package's own measure (``srin_cli.harmonizer.foreground_chroma``, what
+    ``--max-chroma-loss`` limits; ``benchmarks/chroma_bias.py`` uses the same)."""
+    from srin_cli.harmonizer import foreground_chroma
+
+    return foreground_chroma(image, weight)
 
 
 def load_set(root: Path, limit: int | None = None, jpeg: int | None = None) -> list[Sample]:

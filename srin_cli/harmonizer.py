@@ -49,35 +49,43 @@ def limit_chroma_loss(params: np.ndarray, image: np.ndarray, mask: np.ndarray, l
     if weight.sum() == 0:
         return params
     before = foreground_chroma(image, weight)
-    return _scaled_back(params, lambda k: before - foreground_chroma(apply_transform(params * np.float32(k), image, mask), weight),
-                        limit, steps)
+    k = _largest_scale(lambda k: before - foreground_chroma(apply_transform(params * np.float32(k), image, mask), weight),
+                       limit, steps)
+    return params if k == 1.0 else params * np.float32(k)
 
 
-def _limited_at_full_size(params: np.ndarray, image: np.ndarray, mask: np.ndarray, limit: float) -> np.ndarray:
-    """:func:`limit_chroma_loss` checked on the photo itself (cropped to the foreground's box): a few bisections
-    below the network view's answer when the full-size foreground still loses more than ``limit``."""
+def _applied_within_limit(params: np.ndarray, image: np.ndarray, mask: np.ndarray, limit: float,
+                          in_place: bool = False) -> np.ndarray:
+    """The photo harmonized by ``params`` (already limited on the network's view), scaled back further by a few
+    bisections where its full-size foreground still loses more than ``limit``; chroma is measured in the
+    foreground's box (the transform field is the whole photo's: the output is cropped, not the field)."""
+    out = apply_transform(params, image, mask)
     fg = mask > 0.5
     if not fg.any():
-        return params
+        return out
     ys, xs = np.nonzero(fg.any(axis=1))[0], np.nonzero(fg.any(axis=0))[0]
     box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
-    # the transform field is the whole photo's: crop what apply_transform makes of it, not the field itself
     weight = fg[box].astype(np.float32)
     before = foreground_chroma(image[box], weight)
-    return _scaled_back(params, lambda k: before - foreground_chroma(apply_transform(params * np.float32(k), image, mask)[box], weight),
-                        limit, 6)
+
+    def lost(k: float) -> float:
+        result = out if k == 1.0 else apply_transform(params * np.float32(k), image, mask)
+        return before - foreground_chroma(result[box], weight)
+
+    k = _largest_scale(lost, limit, 6)
+    return out if k == 1.0 else apply_transform(params * np.float32(k), image, mask, in_place=in_place)
 
 
-def _scaled_back(params: np.ndarray, lost: Callable[[float], float], limit: float, steps: int) -> np.ndarray:
-    """``params`` as they are when ``lost(1) <= limit``, else ``k x params`` for the largest k in [0, 1] with
-    ``lost(k) <= limit`` that ``steps`` bisections find (k = 0, the identity, always qualifies)."""
+def _largest_scale(lost: Callable[[float], float], limit: float, steps: int) -> float:
+    """1 when ``lost(1) <= limit``, else the largest k in [0, 1] with ``lost(k) <= limit`` that ``steps``
+    bisections find (k = 0, the identity, always qualifies)."""
     if lost(1.0) <= limit:
-        return params
+        return 1.0
     lo, hi = 0.0, 1.0  # lost(lo) <= limit < lost(hi)
     for _ in range(steps):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if lost(mid) <= limit else (lo, mid)
-    return params * np.float32(lo)
+    return lo
 
 
 def _planar(image: np.ndarray) -> np.ndarray:
@@ -263,7 +271,7 @@ class Harmonizer(HarmonizationMethod):
         ``max_chroma_loss`` the transform (already limited on the network's view) is scaled back further where
         the photo at its own size would still lose more than the limit."""
         if self.max_chroma_loss is not None:
-            transform = _limited_at_full_size(transform, image, mask, self.max_chroma_loss)
+            return _applied_within_limit(transform, image, mask, self.max_chroma_loss, in_place)
         return apply_transform(transform, image, mask, in_place=in_place)
 
 
@@ -291,6 +299,5 @@ def make_method(method: str, model: str | None = "default", checkpoint: str | Pa
     (``--max-chroma-loss``) is for the ``model`` method only: a classical method refuses it."""
     if max_chroma_loss is not None and method != "model":
         raise ValueError(f"--max-chroma-loss limits a model's transform; --method {method} has none")
-    extra = {} if max_chroma_loss is None else {"max_chroma_loss": max_chroma_loss}
     return METHODS.build(method, method, model=model, checkpoint=checkpoint, device=device, segmenter=segmenter,
-                         backend=backend, threads=threads, **extra)
+                         backend=backend, threads=threads, max_chroma_loss=max_chroma_loss)
