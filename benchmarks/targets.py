@@ -149,15 +149,17 @@ def paired_checks(run: Callable, samples: list[Sample], progress: Callable[[int]
 
 
 def greying_checks(run: Callable, samples: list[Sample], progress: Callable[[int], None] | None = None) -> dict:
-    """Mean (output - composite) foreground chroma and the % of images losing more than ``LOSE`` units."""
+    """Mean (output - composite) foreground chroma, the % of images losing more than ``LOSE`` units and, under
+    "losses", those images' names and chroma changes."""
     delta = []
     for i, s in enumerate(samples):
         weight = (s.mask > 0.5).astype(np.float32)
         delta.append(chroma(run(s.comp, s.mask), weight) - chroma(s.comp, weight))
         if progress:
             progress(i + 1)
+    losses = {s.name: float(d) for s, d in zip(samples, delta) if d < -LOSE}
     delta = np.array(delta)
-    return {"dchroma": float(delta.mean()), "lose_pct": 100.0 * float((delta < -LOSE).mean())}
+    return {"dchroma": float(delta.mean()), "lose_pct": 100.0 * float((delta < -LOSE).mean()), "losses": losses}
 
 
 def columns(sets: list[str]) -> list[tuple[str, str]]:
@@ -190,6 +192,7 @@ def measure(specs: list[str], data: Path, sets: list[str], limit: int | None = N
                     log(f"  {spec} on {name}: {done}/{len(samples)} ({time.perf_counter() - t0:.0f} s)")
 
             result = check(run, samples, progress)
+            rows[spec].setdefault("losses", {})[name] = result.pop("losses", {})
             rows[spec].update({f"{name}_{k}": v for k, v in result.items()})
             log(f"  {spec} on {name}: done in {time.perf_counter() - t0:.1f} s: "
                 + ", ".join(f"{k} {v:.2f}" for k, v in result.items()))
@@ -206,6 +209,17 @@ def markdown_table(rows: list[dict], sets: list[str]) -> str:
             v = row.get(key, float("nan"))
             cells.append(f"{v:.0f}" if key.endswith("_pct") else f"{v:.2f}")
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def losses_text(rows: list[dict]) -> str:
+    """The images that lose more than ``LOSE`` chroma units, per model and set, most lost first."""
+    lines = []
+    for row in rows:
+        for name, losses in row.get("losses", {}).items():
+            items = sorted(losses.items(), key=lambda kv: kv[1])
+            lines.append(f"{row['model']} on {name}: {len(items)} lose more than {LOSE:g} units"
+                         + (": " + ", ".join(f"{k} {v:+.2f}" for k, v in items) if items else ""))
     return "\n".join(lines)
 
 
@@ -229,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N items of each set")
     parser.add_argument("--csv", type=Path, default=None, help="also write the numbers to this CSV")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--losses", action="store_true",
+                        help="also list, per model and unpaired set, the images that lose more than 2 chroma units")
     parser.add_argument("--jpeg", type=int, default=None, metavar="Q",
                         help="re-encode every composite and real photo as a JPEG of quality Q (1-100) first")
     args = parser.parse_args(argv)
@@ -244,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + "; ".join(f"{k} = {v}" for k, v in legend.items() if v in sets)
           + ". harm: fMSE when the real photo is the input; worse%: pairs with output fMSE above the composite's;"
           " bias: output - real fg chroma; dC: output - composite fg chroma; lose>2%: images with dC < -2.")
+    if args.losses and any(s in UNPAIRED_SETS for s in sets):
+        print("\n" + losses_text(rows))
     if args.csv:
         write_csv(args.csv, rows, sets)
     print(f"total {time.perf_counter() - t0:.0f} s", file=sys.stderr)

@@ -43,7 +43,29 @@ def test_identity_does_nothing(tmp_path):
     fg = [(s.mask > 0.5).astype(np.float32) for s in samples]
     bias = np.mean([targets.chroma(s.comp, w) - targets.chroma(s.real, w) for s, w in zip(samples, fg)])
     assert math.isclose(paired["bias"], bias)
-    assert targets.greying_checks(run, samples) == {"dchroma": 0.0, "lose_pct": 0.0}
+    assert targets.greying_checks(run, samples) == {"dchroma": 0.0, "lose_pct": 0.0, "losses": {}}
+
+
+def test_greying_checks_name_the_images_that_lose_colour(tmp_path, capsys):
+    targets = _load("targets")
+    samples = targets.load_set(_data(tmp_path) / "real_composites")
+    fg = [(s.mask > 0.5).astype(np.float32) for s in samples]
+    before = {s.name: targets.chroma(s.comp, w) for s, w in zip(samples, fg)}
+    assert sum(c > targets.LOSE for c in before.values()) >= 2  # colourful enough to lose colour
+
+    def grey_the_first_two(comp, mask):  # a model that washes two of the three foregrounds out
+        return np.repeat(comp.mean(axis=2, keepdims=True), 3, axis=2).astype(comp.dtype) \
+            if comp is samples[0].comp or comp is samples[1].comp else comp
+
+    result = targets.greying_checks(grey_the_first_two, samples)
+    lost = {s.name: before[s.name] for s in samples[:2] if before[s.name] > targets.LOSE}
+    assert lost and set(result["losses"]) == set(lost)
+    for name, d in result["losses"].items():
+        assert d < -targets.LOSE and math.isclose(d, -lost[name], abs_tol=0.5)  # grey: chroma near 0
+    text = targets.losses_text([{"model": "m", "losses": {"real_composites": result["losses"]}}])
+    assert text.startswith(f"m on real_composites: {len(lost)} lose more than 2 units: ")
+    targets.main(["identity", "--data", str(_data(tmp_path)), "--sets", "real_composites", "--losses"])
+    assert "identity on real_composites: 0 lose more than 2 units" in capsys.readouterr().out
 
 
 def test_jpeg_sets_are_re_encoded_composites_and_reals(tmp_path):
