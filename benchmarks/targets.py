@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", type=Path, default=None, help="also write the numbers to this CSV")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--losses", action="store_true",
-                        help="also list, per model and unpaired set, the images that lose more than 2 chroma units")
+                        help=f"also list, per model and unpaired set, the images that lose more than {LOSE:g} chroma units")
     parser.add_argument("--jpeg", type=int, default=None, metavar="Q",
                         help="re-encode every composite and real photo as a JPEG of quality Q (1-100) first")
     args = parser.parse_args(argv)
