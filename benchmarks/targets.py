@@ -192,7 +192,8 @@ def measure(specs: list[str], data: Path, sets: list[str], limit: int | None = N
                     log(f"  {spec} on {name}: {done}/{len(samples)} ({time.perf_counter() - t0:.0f} s)")
 
             result = check(run, samples, progress)
-            rows[spec].setdefault("losses", {})[name] = result.pop("losses", {})
+            if "losses" in result:  # the unpaired sets
+                rows[spec].setdefault("losses", {})[name] = result.pop("losses")
             rows[spec].update({f"{name}_{k}": v for k, v in result.items()})
             log(f"  {spec} on {name}: done in {time.perf_counter() - t0:.1f} s: "
                 + ", ".join(f"{k} {v:.2f}" for k, v in result.items()))
