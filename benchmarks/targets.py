@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 
 from srin_cli.data.synthesis import jpeg_round_trip  # noqa: F401 - also degradation_probe's (the recipe's own round trip)
+from srin_cli.harmonizer import foreground_chroma
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PAIRED_SETS = ("objects_val", "labelme_val")
@@ -65,12 +66,7 @@ class Sample:
     real_mask: np.ndarray | None = None
 
 
-def chroma(image: np.ndarray, weight: np.ndarray) -> float:
-    """Mean foreground chroma: the package's own measure (``srin_cli.harmonizer.foreground_chroma``, what
-    ``--max-chroma-loss`` limits; ``benchmarks/chroma_bias.py`` uses the same)."""
-    from srin_cli.harmonizer import foreground_chroma
-
-    return foreground_chroma(image, weight)
+chroma = foreground_chroma  # mean foreground chroma: the package's own measure (what --max-chroma-loss limits)
 
 
 def load_set(root: Path, limit: int | None = None, jpeg: int | None = None) -> list[Sample]:
@@ -158,8 +154,7 @@ def greying_checks(run: Callable, samples: list[Sample], progress: Callable[[int
         if progress:
             progress(i + 1)
     losses = {s.name: float(d) for s, d in zip(samples, delta) if d < -LOSE}
-    delta = np.array(delta)
-    return {"dchroma": float(delta.mean()), "lose_pct": 100.0 * float((delta < -LOSE).mean()), "losses": losses}
+    return {"dchroma": float(np.mean(delta)), "lose_pct": 100.0 * len(losses) / len(delta), "losses": losses}
 
 
 def columns(sets: list[str]) -> list[tuple[str, str]]:
