@@ -1,6 +1,7 @@
 """The srin command line: one Typer app, one module per command. Heavy imports happen inside commands."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -47,6 +48,16 @@ class SrinCommand(QuickParams, TyperCommand):
 
     def get_usage(self, ctx) -> str:
         return _tidy(super().get_usage(ctx))
+
+    def parse_args(self, ctx, args):
+        """No option takes NaN or infinity: a threshold of NaN compares false with everything (a quality gate
+        that cannot fail), a scale of NaN or infinity means nothing."""
+        rest = super().parse_args(ctx, args)
+        for param in self.params:
+            value = ctx.params.get(param.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+        return rest
 
 
 class LazyCommands(MutableMapping):
@@ -156,7 +167,7 @@ SHORT_HELP = {
     segment: "Semantic label maps, once (reusable).",
     harmonize: "Harmonize composites (one image per input).",
     evaluate: "Score against real images; quality gate, report.",
-    train: "Train a model from scratch.",
+    train: "Train a model, option by option or by a recipe of stages (--recipe default).",
 }
 # the commands, registered on a Typer of their own so that typer does not build them all with the group:
 # OneLineErrors builds each when it is used (same settings as the app's)

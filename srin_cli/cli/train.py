@@ -1,4 +1,4 @@
-"""srin train: train a harmonization model from scratch."""
+"""srin train: train a harmonization model, option by option or by a named recipe of stages."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +12,7 @@ from .options import (DEFAULT_MAX_PIXELS, GateTargetOpt, TrainOnlyOpt, IouOpt, L
 
 
 def train(
+    ctx: typer.Context,
     data: Annotated[list[Path], typer.Argument(metavar="DATA...", help="Training folder(s): real_images/+masks/ (composites made on the fly; "
                                               "several such folders are pooled), composite_images/+masks/+real_images/, or an iHarmony4 folder with *_train.txt.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log.csv, config.json.")] = Path("runs/srin"),
@@ -32,6 +33,7 @@ def train(
     mild: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs recoloured only mildly (foreground MSE 15-100 instead of 100-4000).")] = 0.0,
     same_kind: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: chance that the recolouring reference is another object of the same kind (objects.csv).")] = 0.0,
     keep_chroma: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of recoloured pairs given back the real photo's mean foreground chroma (a change of light and hue, not of colourfulness).")] = 0.0,
+    relight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of changed pairs whose foreground is re-lit (white balance, tint, exposure, tone: a change of light and camera) instead of recoloured toward other colours, so the model learns to undo light and keep an object's own colour.")] = 0.0,
     degrade: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training composites blurred and JPEG-compressed, so the pixel traces of a recolouring are not a cue (real composites do not have them).")] = 0.0,
     pasted: Annotated[float, typer.Option(min=0.0, max=0.9, help="Recipe: share of training items that are cut-and-paste composites (another photo's object as photographed, pasted on), with no true image: the output is only asked to keep the object's colourfulness.")] = 0.0,
     pasted_weight: Annotated[float, typer.Option(min=0.0, help="Weight of that colourfulness term on the cut-and-paste composites (--pasted).")] = 2.0,
@@ -54,6 +56,8 @@ def train(
     stability_score_thresh: StabilityOpt = None,
     scale: ScaleOpt = None,
     min_size: MinSizeOpt = None,
+    recipe: Annotated[Optional[str], typer.Option(help="Train by a recipe: a shipped one's name (default, ...) or a .toml file of stages, each starting from the previous one's weights. Resumable: run the same command again after a kill. The recipe sets the model and training options; the command line gives the data, -o, --val and how this machine runs it.", rich_help_panel="Recipes")] = None,
+    from_stage: Annotated[Optional[str], typer.Option(help="--recipe only: start at this stage (with --init: from those weights), skipping the ones before it.", rich_help_panel="Recipes")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt after an interruption.")] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")] = None,
@@ -71,6 +75,10 @@ def train(
         from ..training.loop import TrainConfig, saved_loss, train as train_model
 
         set_max_pixels(max_pixels)
+        if recipe is not None or from_stage is not None:
+            _train_recipe(ctx, recipe, from_stage, data, out, val, init, device, threads, workers, limit, val_limit, onnx,
+                          maps, quiet)
+            return
         if loss is None:  # --loss itself is checked by its option; a run folder's config.json is checked here
             loss = LOSSES.check((saved_loss(out) if resume else None) or "fn-l1")
         if image_size % 16:
@@ -97,7 +105,7 @@ def train(
                           batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, widths=width_list,
                           limit=limit, val_limit=val_limit, loss=loss, global_branch=global_branch, workers=workers, device=resolve_device(device), threads=threads,
                           regions=regions, norm_levels=level_list, onnx=onnx, untouched=untouched, mild=mild,
-                          same_kind=same_kind, keep_chroma=keep_chroma, degrade=degrade, pasted=pasted, pasted_weight=pasted_weight, augment=augment, gate=gate, chroma_weight=chroma_weight, grey_weight=grey_weight, ema=ema,
+                          same_kind=same_kind, keep_chroma=keep_chroma, degrade=degrade, relight=relight, pasted=pasted, pasted_weight=pasted_weight, augment=augment, gate=gate, chroma_weight=chroma_weight, grey_weight=grey_weight, ema=ema,
                           mse_weight=mse_weight, gate_target=gate_target, train_only=train_only, second_pass=second_pass, unroll=unroll,
                           init=str(init) if init else None, segmenter=segmenter, maps=str(maps) if maps else None,
                           segmenter_options=segmenter_kwargs(segmenter, str(sam_checkpoint) if sam_checkpoint else None, sam_model,
@@ -107,6 +115,37 @@ def train(
         with make_progress(quiet) as progress:
             final = train_model(cfg, resume=resume, progress=progress, log=log)
         print(final)
+
+
+#: the options a recipe run takes from the command line; every other training option belongs to the recipe
+RECIPE_RUN_OPTIONS = {"ctx", "data", "out", "val", "init", "device", "threads", "workers", "limit", "val_limit", "onnx",
+                      "maps", "quiet", "recipe", "from_stage", "max_pixels"}
+
+
+def _train_recipe(ctx: typer.Context, recipe: Optional[str], from_stage: Optional[str], data: list[Path], out: Path,
+                  val: Optional[list[Path]], init: Optional[Path], device: Device, threads: Optional[int], workers: int,
+                  limit: Optional[int], val_limit: Optional[int], onnx: bool, maps: Optional[Path], quiet: bool) -> None:
+    from ..training.recipes import load_recipe, run_recipe
+
+    if recipe is None:
+        raise ValueError("--from-stage needs --recipe")
+    given = sorted(f"--{name.replace('_', '-')}" for name in ctx.params if name not in RECIPE_RUN_OPTIONS
+                   and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP"))
+    if given:
+        raise ValueError(f"{', '.join(given)}: set by the recipe (copy its .toml file, edit it and pass its path)")
+    if init is not None and not init.is_file():
+        raise ValueError(f"--init {init}: no such checkpoint")
+    plan = load_recipe(recipe)
+    _check_run_folder(out, data, val or [], maps)
+    run_config = {"data": [str(d) for d in data] if len(data) > 1 else str(data[0]),
+                  "val": ([str(v) for v in val] if len(val) > 1 else str(val[0])) if val else None,
+                  "device": resolve_device(device), "threads": threads, "workers": workers, "limit": limit,
+                  "val_limit": val_limit, "onnx": onnx, "maps": str(maps) if maps else None}
+    log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
+    with make_progress(quiet) as progress:
+        final = run_recipe(plan, run_config, out, init=str(init) if init else None, from_stage=from_stage,
+                           progress=progress, log=log)
+    print(final)
 
 
 RUN_FILES = ("last.pt", "best.pt", "model.pt", "model.onnx", "log.csv", "config.json")

@@ -126,6 +126,9 @@ class Recipe:
     (synthesis.match_chroma): the change of lightness and hue stays, the change of colourfulness goes.
     ``degrade``: share of composites (untouched ones included) passed through a blur and a JPEG round trip
     (synthesis.degrade), so the pixel-level traces of a recolouring are not a cue; the real photo stays the target.
+    ``relight``: share of changed pairs whose foreground is re-lit instead of recoloured (synthesis ``relight``: white
+    balance, tint, exposure, tone; the object's own colours kept), so the model learns to undo light without taking
+    an object's colourfulness away.
     ``augment``: a random crop (60-100 % of each side, keeping the object) and a horizontal flip per item.
     ``pasted``: share of items that are a real cut-and-paste composite instead: another training photo's object,
     as photographed, pasted onto this photo (``pasted`` = 1 in the item). There is no true harmonized image for
@@ -141,6 +144,7 @@ class Recipe:
     keep_chroma: float = 0.0
     degrade: float = 0.0
     pasted: float = 0.0
+    relight: float = 0.0
 
     def __post_init__(self):
         if not (0 <= self.untouched and 0 <= self.mild and self.untouched + self.mild <= 1):
@@ -151,6 +155,8 @@ class Recipe:
             raise ValueError(f"keep_chroma must lie in [0, 1], got {self.keep_chroma}")
         if not 0 <= self.degrade <= 1:
             raise ValueError(f"degrade must lie in [0, 1], got {self.degrade}")
+        if not 0 <= self.relight <= 1:
+            raise ValueError(f"relight must lie in [0, 1], got {self.relight}")
         if not 0 <= self.pasted < 1:
             raise ValueError(f"pasted must lie in [0, 1), got {self.pasted}")
 
@@ -248,7 +254,7 @@ class SynthesizedPairs(_Base):
         return pixels
 
     def __getitem__(self, index: int) -> dict:
-        from .synthesis import degrade, match_chroma, synthesize
+        from .synthesis import LIGHT_METHODS, degrade, match_chroma, synthesize
 
         rng = np.random.default_rng([self.seed, self.epoch, index])
         real, mask = self.images[index], self.masks[index]
@@ -266,8 +272,10 @@ class SynthesizedPairs(_Base):
             comp, changed = real.copy(), False
         else:
             low, high = recipe.mild_fmse if draw < recipe.untouched + recipe.mild else (100.0, 4000.0)
-            comp, _, _ = synthesize(real, mask, lambda: self._reference(rng, index), rng, min_fmse=low, max_fmse=high)
-            if recipe.keep_chroma and rng.random() < recipe.keep_chroma:  # no draw at 0: older runs replay exactly
+            lit = bool(recipe.relight) and rng.random() < recipe.relight  # no draw at 0: older runs replay exactly
+            comp, _, _ = synthesize(real, mask, lambda: self._reference(rng, index), rng, min_fmse=low, max_fmse=high,
+                                    **({"methods": LIGHT_METHODS} if lit else {}))
+            if not lit and recipe.keep_chroma and rng.random() < recipe.keep_chroma:  # no draw at 0: older runs replay exactly
                 comp = match_chroma(comp, real, mask)
             changed = True
         if recipe.degrade and rng.random() < recipe.degrade:  # no draw at 0: older runs replay exactly

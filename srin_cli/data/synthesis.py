@@ -15,6 +15,11 @@ composite:
 5. ``retouch``        -- a random photographic retouch (exposure, gamma, white balance,
    saturation) in the spirit of HAdobe5k; it needs no reference.
 
+Beside these colour transfers, ``relight`` (:data:`LIGHT_METHODS`, drawn only when asked for) changes the
+light and the camera, not the object's colours: white balance of a colour temperature and a tint in linear
+RGB, exposure, then a tone curve, a contrast about the object's mean and a mild saturation look. A model
+taught both learns to undo a colour cast without taking an object's own colour away.
+
 A composite is kept when its foreground MSE (0-255 scale) lies in ``[min_fmse, max_fmse]``
 (100..4000 by default); :func:`synthesize` retries with fresh draws and otherwise returns the
 attempt closest to that range.
@@ -34,9 +39,11 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["METHODS", "transfer", "foreground_mse", "synthesize", "match_chroma", "degrade", "jpeg_round_trip"]
+__all__ = ["METHODS", "LIGHT_METHODS", "transfer", "foreground_mse", "synthesize", "match_chroma", "degrade", "jpeg_round_trip"]
 
 METHODS: tuple[str, ...] = ("reinhard_lab", "covariance_rgb", "histogram_lab", "idt", "retouch")
+#: Changes of light and camera that keep the object's own colours (no reference); not in the default draw.
+LIGHT_METHODS: tuple[str, ...] = ("relight",)
 
 #: Most pixels used for means, covariances and quantiles (foreground and reference alike).
 MAX_STAT_PIXELS = 20_000
@@ -97,8 +104,8 @@ def _check_pair(a: np.ndarray, b: np.ndarray, mask: np.ndarray, names: str = "a 
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in METHODS + LIGHT_METHODS:
+        raise ValueError(f"method must be one of {METHODS + LIGHT_METHODS}, got {method!r}")
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -264,6 +271,44 @@ def _retouch(pixels: _FloatArray, fg_index: np.ndarray, ref: _FloatArray, rng: n
     return grey[:, None] + np.float32(saturation) * (x - grey[:, None])
 
 
+def _kelvin_rgb(kelvin: float) -> np.ndarray:
+    """Linear RGB of a black body's light at ``kelvin`` (Planck's law sampled at 610, 550 and 465 nm, the
+    peaks of sRGB's primaries), scaled so its luminance is 1."""
+    wavelengths = np.array([610e-9, 550e-9, 465e-9])
+    radiance = 1.0 / (wavelengths ** 5 * (np.exp(1.4388e-2 / (wavelengths * kelvin)) - 1.0))
+    return radiance / float(radiance @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def _srgb_decode(x: _FloatArray) -> _FloatArray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def _srgb_encode(x: _FloatArray) -> _FloatArray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def _relight(pixels: _FloatArray, fg_index: np.ndarray, ref: _FloatArray, rng: np.random.Generator) -> _FloatArray:
+    """The object as if photographed under other light and camera settings; its own colours are kept.
+
+    In linear RGB: white-balance gains of a colour temperature log-uniform in [2500, 12000] K relative to 6500 K
+    (luminance kept) with a green-magenta tint of +-8 %, and an exposure of 2**EV, EV in [-1.5, 1.5]; then,
+    encoded: a gamma in [0.75, 1.3], a contrast of 0.75-1.35 about the object's mean and a saturation look of
+    0.8-1.25. The reference is ignored.
+    """
+    kelvin = float(np.exp(rng.uniform(np.log(2500.0), np.log(12000.0))))
+    gains = _kelvin_rgb(kelvin) / _kelvin_rgb(6500.0)
+    gains[1] *= 1.0 + rng.uniform(-0.08, 0.08)
+    gains /= float(gains @ np.array([0.2126, 0.7152, 0.0722]))
+    exposure = 2.0 ** rng.uniform(-1.5, 1.5)
+    x = _srgb_encode(_srgb_decode(pixels) * (exposure * gains).astype(np.float32))
+    x = x ** np.float32(np.exp(rng.uniform(np.log(0.75), np.log(1.3))))
+    mean = x[fg_index].mean(axis=0)
+    x = mean + np.float32(rng.uniform(0.75, 1.35)) * (x - mean)
+    grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return grey[:, None] + np.float32(rng.uniform(0.8, 1.25)) * (x - grey[:, None])
+
+
 _Transfer = Callable[[_FloatArray, np.ndarray, _FloatArray, np.random.Generator], _FloatArray]
 _TRANSFERS: dict[str, _Transfer] = {
     "reinhard_lab": _reinhard_lab,
@@ -271,6 +316,7 @@ _TRANSFERS: dict[str, _Transfer] = {
     "histogram_lab": _histogram_lab,
     "idt": _idt,
     "retouch": _retouch,
+    "relight": _relight,
 }
 
 
@@ -286,7 +332,7 @@ def transfer(
         image: HxWx3 uint8 RGB, the real photo.
         mask: HxW float in [0,1] (soft allowed; ``mask > 0.5`` is the foreground for statistics).
         reference: Nx3 uint8 RGB reference pixels (N >= 1; ignored by ``"retouch"``).
-        method: one of :data:`METHODS`.
+        method: one of :data:`METHODS` or :data:`LIGHT_METHODS`.
         rng: the only source of randomness (pixel subsampling, rotations, retouch parameters).
 
     Returns:
@@ -442,7 +488,7 @@ def synthesize(
     best_distance = float("inf")
     for _ in range(tries):
         method = methods[int(rng.integers(len(methods)))]
-        reference = no_reference if method == "retouch" else references()
+        reference = no_reference if method in ("retouch", *LIGHT_METHODS) else references()
         composite = transfer(image, mask, reference, method, rng)
         fmse = foreground_mse(composite, image, mask)
         distance = _distance_to_range(fmse, min_fmse, max_fmse)

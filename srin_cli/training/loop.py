@@ -67,6 +67,7 @@ class TrainConfig:
     keep_chroma: float = 0.0
     degrade: float = 0.0
     pasted: float = 0.0
+    relight: float = 0.0  # share of changed pairs re-lit (light and camera) instead of recoloured
     pasted_weight: float = 2.0  # weight of saturation_loss on the recipe's cut-and-paste composites
     gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
@@ -511,7 +512,8 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
 
     # first: the Recipe checks the shares before a segmenter is loaded
     recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment,
-                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade, pasted=cfg.pasted)
+                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade, pasted=cfg.pasted,
+                    relight=cfg.relight)
     segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
     if cfg.segmenter == "felzenszwalb" and not cfg.maps and "scale" not in cfg.segmenter_options:

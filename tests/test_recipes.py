@@ -1,0 +1,152 @@
+"""Training recipes: a tiny recipe end to end through `srin train --recipe`, resumed, refused when changed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from srin_cli.build import load_model
+from srin_cli.cli.main import app
+from srin_cli.data.synthesis import foreground_mse, synthesize
+from srin_cli.training.recipes import available, load_recipe, parse_recipe
+
+runner = CliRunner()
+
+TINY = """
+name = "tiny"
+version = 1
+[options]
+gate = true
+image_size = 32
+batch_size = 4
+widths = [8, 16]
+norm_levels = [0]
+relight = 0.5
+[[stages]]
+name = "first"
+epochs = 1
+[[stages]]
+name = "second"
+epochs = 1
+seed = 3
+[[stages]]
+name = "mean"
+average = ["first", "second"]
+[inference]
+gate_bias = -0.5
+"""
+
+
+def _train(tiny_train, out, recipe, *extra):
+    return runner.invoke(app, ["train", str(tiny_train), "--recipe", str(recipe), "-o", str(out), "--limit", "8",
+                               "--no-onnx", "--threads", "1", *extra])
+
+
+@pytest.fixture
+def tiny_train(tmp_path):
+    """Eight 48x48 photos with a square object each (real_images/ + masks/)."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    (root / "real_images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+        mask = np.zeros((48, 48), np.uint8)
+        mask[12:36, 10:30] = 255
+        Image.fromarray(image).save(root / "real_images" / f"p{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"p{i}.png")
+    return root
+
+
+def test_tiny_recipe_end_to_end_and_resumed(tmp_path, tiny_train):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY)
+    out = tmp_path / "run"
+    result = _train(tiny_train, out, recipe)
+    assert result.exit_code == 0, result.output
+    for stage in ("first", "second", "mean"):
+        assert (out / stage / "model.pt").is_file()
+    assert (out / "first" / "log.csv").read_text().count("\n") == 2  # header + one epoch
+    model, payload = load_model(out / "model.pt")
+    assert model.config.gate_bias == -0.5
+    assert payload["summary"]["recipe"] == {"name": "tiny", "version": 1, "stages": ["first", "second", "mean"]}
+    first, second = load_model(out / "first" / "model.pt")[0], load_model(out / "second" / "model.pt")[0]
+    name = next(k for k, v in model.state_dict().items() if v.is_floating_point())
+    expected = (first.state_dict()[name].double() + second.state_dict()[name].double()) / 2
+    assert torch.allclose(model.state_dict()[name].double(), expected, atol=1e-6)
+    # the same command again: every stage is done, nothing is trained again, the model is the same
+    before = (out / "second" / "model.pt").read_bytes()
+    again = _train(tiny_train, out, recipe)
+    assert again.exit_code == 0, again.output
+    assert (out / "second" / "model.pt").read_bytes() == before
+    assert "stage first: done" in (out / "recipe_log.txt").read_text()
+
+
+def test_resume_after_a_kill_mid_recipe(tmp_path, tiny_train):
+    """A run killed after its first stage continues at the second, from the first stage's weights."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY)
+    out = tmp_path / "run"
+    assert _train(tiny_train, out, recipe).exit_code == 0
+    for path in [*(out / "second").iterdir(), *(out / "mean").iterdir(), out / "model.pt"]:
+        path.unlink()
+    (out / "second").rmdir()
+    result = _train(tiny_train, out, recipe)
+    assert result.exit_code == 0, result.output
+    assert "stage second: starting" in (out / "recipe_log.txt").read_text().splitlines()[-4]
+
+
+def test_a_changed_recipe_is_refused_in_the_same_run_folder(tmp_path, tiny_train):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY)
+    out = tmp_path / "run"
+    assert _train(tiny_train, out, recipe).exit_code == 0
+    recipe.write_text(TINY.replace("seed = 3", "seed = 4"))
+    result = _train(tiny_train, out, recipe)
+    assert result.exit_code == 2
+    assert "another recipe" in result.output
+
+
+def test_training_options_beside_a_recipe_are_refused(tmp_path, tiny_train):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY)
+    result = _train(tiny_train, tmp_path / "run", recipe, "--epochs", "3")
+    assert result.exit_code == 2
+    assert "--epochs: set by the recipe" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nlerning_rate = 1.0\n', "unknown option 'lerning_rate'"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nlr = "fast"\n', "wrong type"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\n', "needs epochs"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ndata = "elsewhere"\n', "command line"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[[stages]]\nname = "b"\naverage = ["a", "c"]\n', "averages"),
+])
+def test_bad_recipes_are_refused_by_name(bad, message):
+    import tomllib
+
+    with pytest.raises(ValueError, match=message):
+        parse_recipe(tomllib.loads(bad))
+
+
+def test_shipped_recipes_parse():
+    assert "default" in available()
+    recipe = load_recipe("default")
+    assert recipe.stage_names()[-1] == "light"
+    assert recipe.stages[-1].options["relight"] > 0
+
+
+def test_relight_keeps_the_background_and_changes_the_light():
+    rng = np.random.default_rng(1)
+    image = rng.integers(30, 220, (40, 40, 3), dtype=np.uint8)
+    mask = np.zeros((40, 40), np.float32)
+    mask[10:30, 10:30] = 1.0
+    comp, method, fmse = synthesize(image, mask, lambda: None, np.random.default_rng(2), methods=("relight",))
+    assert method == "relight" and fmse == foreground_mse(comp, image, mask) > 0
+    assert np.array_equal(comp[mask == 0], image[mask == 0])
+    again, _, _ = synthesize(image, mask, lambda: None, np.random.default_rng(2), methods=("relight",))
+    assert np.array_equal(comp, again)
