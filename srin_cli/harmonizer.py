@@ -34,7 +34,7 @@ ColourTransform = Any  # the predicted affine transform, a 12 x s/2 x s/2 float3
 
 def foreground_chroma(image: np.ndarray, weight: np.ndarray) -> float:
     """Mean chroma of ``image`` (HxWx3 uint8 RGB) weighted by ``weight`` (HxW): sqrt(a*^2 + b*^2) in OpenCV's
-    8-bit Lab, the unit of the issue's greying checks (``benchmarks/targets.py``)."""
+    8-bit Lab, the unit of the colour checks in ``benchmarks/targets.py`` and of ``--max-chroma-loss``."""
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     c = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
     return float((c * weight).sum() / max(float(weight.sum()), 1.0))

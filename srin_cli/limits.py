@@ -1,8 +1,8 @@
 """The pixel budget: images larger than this are refused from their header, before they are decoded.
 
-A small file can decode to gigapixels (a "decompression bomb"); peak memory grows with the pixel count
-(README, Reliability: measured bytes per pixel), so every reader checks the size it will decode against
-``max_pixels`` first. The commands set it from ``--max-pixels``. Nothing heavy is imported here.
+A small file can decode to gigapixels (a "decompression bomb"); peak memory grows with the pixel count (up
+to about 23 bytes per pixel: BENCHMARKS.md, Speed and memory), so every reader checks the size it will decode
+against ``max_pixels`` first. The commands set it from ``--max-pixels``. Nothing heavy is imported here.
 """
 from __future__ import annotations
 

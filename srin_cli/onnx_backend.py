@@ -1,7 +1,7 @@
 """The fast CPU path: the network exported to ONNX and run by ONNX Runtime.
 
-Measured on 2 cores (BENCHMARKS.md, benchmarks/backends.py), ONNX Runtime runs this small U-Net about
-twice as fast as eager PyTorch, while channels_last and torch.compile gain less or nothing. The ONNX
+On the CPU, ONNX Runtime runs this small U-Net faster than eager PyTorch, channels_last or torch.compile
+(BENCHMARKS.md, ``benchmarks/backends.py``), and without torch installed. The ONNX
 file sits next to its checkpoint (``model.pt`` -> ``model.onnx``) and records the SHA-256 of the
 checkpoint it was made from, so a stale or foreign file is never used: the checkpoint stays the single
 source of truth, and without a matching ONNX file srin runs the same network in PyTorch (when installed).

@@ -85,7 +85,7 @@ class Registry(Mapping[str, Entry]):
 # shipped models: name -> file inside srin_cli/models (their cards: the .md beside each file)
 MODELS = Registry("--model", {
     "default": Entry("srin_default.pt", "SRIN with a correct-or-not gate, trained on LabelMe + diverse objects (the default)"),
-    "srin": Entry("srin_paper.pt", "the paper's SRIN without the gate, trained with the default's data, recipe and budget (222 epochs), for comparison"),
+    "srin": Entry("srin_paper.pt", "the paper's SRIN without the gate, trained with the default's data, recipe and budget, for comparison"),
     "labelme": Entry("srin_labelme.pt", "SRIN trained on LabelMe outdoor scenes only"),
     "rain": Entry("rain_baseline.pt", "RAIN baseline"),
     "bain": Entry("bain_baseline.pt", "background-attention IN baseline"),
