@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from srin_cli.data.synthesis import jpeg_round_trip  # noqa: F401 - also degradation_probe's (the recipe's own round trip)
+from srin_cli.data.synthesis import jpeg_round_trip  # the training recipe's own round trip
 from srin_cli.harmonizer import foreground_chroma
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

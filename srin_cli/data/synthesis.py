@@ -406,8 +406,7 @@ def degrade(image: np.ndarray, rng: np.random.Generator, quality: tuple[int, int
 
     A recolouring leaves pixel-level traces (stretched noise, quantization steps) that a lossless composite keeps
     and a JPEG-saved or resized one loses; a model that learns them as the cue of *how much* was recoloured
-    corrects less on such composites (``benchmarks/degradation_probe.py``). Degrading training composites takes
-    that cue away.
+    corrects less on such composites. Degrading training composites takes that cue away.
     """
     _check_image(image)
     out = image

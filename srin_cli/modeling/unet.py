@@ -18,7 +18,6 @@ still one 12-channel transform. Training can teach that second look (``srin trai
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -167,11 +166,6 @@ class HarmonizationUNet(nn.Module):
         moved = composite(apply_affine(first, image), image, mask)
         second = self._views(moved, mask, semantic, self.config.second_pass_bias)
         return compose_affine(second, first)
-
-    def open_transform(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-        """The first pass's transform with the gate held open (a = 1), mirror average included: the correction
-        the gate scales (``benchmarks/gate_headroom.py``)."""
-        return self._views(image, mask, semantic, math.inf)
 
     def _views(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor, gate_bias: float) -> torch.Tensor:
         """The gated transform of one view, or the mean of the composite's and its mirror image's."""
