@@ -1,15 +1,13 @@
-"""Outputs on sample_inputs stay bit-identical to the ones recorded before the issue-14 refactor.
+"""Outputs on sample_inputs stay bit-identical to the recorded ones.
 
-The SHA-256 files in tests/baselines/ were made by the code at commit 6205cd8 (before the inference pipeline
-was restructured), on 2 CPU threads, with the shipped default model:
+The SHA-256 files in tests/baselines/ record the outputs of these commands, on 2 CPU threads, with the shipped
+default model (benchmarks/rerecord_baselines.sh re-records the model's after a new default):
 
     srin harmonize sample_inputs -o OUT [--method lab | --backend torch]
     srin evaluate sample_inputs -o OUT [--report OUT/report.html | --method lab]
 
 A refactor that changes any byte of an output fails here. A deliberate change of the outputs (a new shipped
-model, a fix of the arithmetic) re-records them (and says so in its commit). Re-recorded in issue 15: the
-full-resolution apply became one numpy implementation (srin_cli/colour.py) for both backends, which rounds a
-handful of pixels differently from torch's grid_sample (at most 1 grey level; tests/test_colour.py).
+model, a fix of the arithmetic) re-records them (and says so in its commit and in CHANGELOG.md).
 """
 from __future__ import annotations
 
@@ -63,7 +61,7 @@ def test_evaluate_sample_inputs_bit_identical(tmp_path, variant, args):
 
 def _assert_same_picture(got: Path, recorded: Path) -> None:
     """Same size, and at most 5 % of the pixel values more than 8 grey levels apart. Measured: OpenCV 5.0 against
-    5.1 on the same outputs, 1.2 % (its text and thumbnails); session 8's default against session 9's, 32.5 %."""
+    5.1 on the same outputs, 1.2 % (its text and thumbnails); two trainings of the default apart, 32.5 %."""
     import numpy as np
     from PIL import Image
 

@@ -1,4 +1,4 @@
-"""--max-chroma-loss: a model's correction scaled back so a foreground loses at most so much colour (issue 13)."""
+"""--max-chroma-loss: a model's correction scaled back so a foreground loses at most so much colour."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,7 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _scene(h: int = 64, w: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """An orange object on a blue wall (the shampoo bottle of the issue), and its mask."""
+    """An orange object on a blue wall (a product shot's shampoo bottle), and its mask."""
     rng = np.random.default_rng(0)
     image = np.clip(np.array([40, 80, 200]) + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
     mask = np.zeros((h, w), np.float32)

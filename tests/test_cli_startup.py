@@ -1,4 +1,4 @@
-"""What keeps a cold ``srin harmonize`` short (issue 15) without changing the CLI: srin's quick option conversion
+"""What keeps a cold ``srin harmonize`` short without changing the CLI: srin's quick option conversion
 (srin_cli.cli.coercion) gives what typer's own (pydantic) conversion gives, value for value and error for error,
 on every parameter of every command; commands are built on first use; a quiet run imports neither pydantic nor
 Rich."""

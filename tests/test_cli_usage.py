@@ -1,4 +1,4 @@
-"""Usage errors in one line, help that reads right (issue 15, items 2 and 3)."""
+"""Usage errors in one line, help that reads right, output formats and segment's options as harmonize's."""
 from __future__ import annotations
 
 import pytest

@@ -10,7 +10,7 @@ from conftest import blob_image
 
 
 def torch_apply(params: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The pre-issue-15 path: grid_sample to full size, apply_affine, blend (float, before rounding)."""
+    """The reference in torch: grid_sample to full size, apply_affine, blend (float, before rounding)."""
     h, w = image.shape[:2]
     t = torch.from_numpy(params)[None]
     xs = (torch.arange(w, dtype=torch.float32) + 0.5) * 2 / w - 1
@@ -103,7 +103,7 @@ def test_both_backends_use_the_numpy_apply(tiny_checkpoint, monkeypatch):
 
 
 def reference_apply(params: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The apply as it was before the fused, in-place tiles (commit de6ae06): whole-box coefficient planes, then
+    """The apply as it was without the fused, in-place tiles: whole-box coefficient planes, then
     the blend (:func:`srin_cli.colour.blend`'s arithmetic) and a copy of the input wherever m <= 0."""
     from srin_cli.colour import _source
 

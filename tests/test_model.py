@@ -276,5 +276,5 @@ def test_every_shipped_model_loads_and_has_a_model_card(name):
     path = shipped_model_path(name)
     model, payload = load_model(path)
     assert path.with_suffix(".md").is_file(), f"no model card for {name}"
-    # CPU-practical network sizes: 128 (the baselines, labelme) or 160 (default since session 14, srin since 15)
+    # CPU-practical network sizes: 128 (the baselines, labelme) or 160 (default, srin)
     assert model.config.image_size in (128, 160) and payload["config"]["norm"] in NORMS
