@@ -4,13 +4,14 @@ Nothing here prints: failures go to the caller's ``on_failure(name, message)``.
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .data.io import list_images
-from .errors import InputError, UsageError, first_line
+from .errors import InputError, SrinError, UsageError, first_line, printable
 from .files import check_writable, clean_stale_parts, clean_stale_temp  # noqa: F401 - the commands use them through here
 
 
@@ -22,8 +23,8 @@ def collect_inputs(inputs: list[Path], recursive: bool = False, exclude: Path | 
     files: list[Path] = []
     base: Path | None = None
     for src in inputs:
-        if str(src) == "-":
-            files += [Path(line.strip()) for line in sys.stdin if line.strip()]
+        if str(src) == "-":  # bytes, as the names are: any line (NUL bytes, not UTF-8) becomes one item
+            files += [Path(os.fsdecode(line.strip())) for line in sys.stdin.buffer if line.strip()]
         elif src.is_dir():
             found = list_images(src, recursive)
             if exclude is not None and exclude.resolve() != src.resolve():
@@ -42,8 +43,30 @@ def collect_inputs(inputs: list[Path], recursive: bool = False, exclude: Path | 
 
 
 def output_path(out_dir: Path, name: str, source: Path, fmt: str = "png", suffix: str = "") -> Path:
+    """``out_dir``/NAME SUFFIX.EXT; a ``suffix`` holding a path separator or NUL, or a name that would land
+    outside ``out_dir``, is a UsageError (:func:`inside`)."""
+    check_suffix(suffix)
     ext = source.suffix.lower() if fmt == "same" else "." + fmt
-    return out_dir / f"{name}{suffix}{ext}"
+    return inside(out_dir, f"{name}{suffix}{ext}")
+
+
+def check_suffix(suffix: str) -> None:
+    """--suffix is text added to each output's name: a path separator or NUL in it is a UsageError."""
+    if "/" in suffix or "\0" in suffix or (os.altsep and os.altsep in suffix):
+        raise UsageError(f"--suffix {printable(suffix)!r} holds a path separator or NUL; it is text added to each output name")
+
+
+def inside(folder: Path, name: str, option: str = "-o/--out") -> Path:
+    """``folder``/``name``, refused (UsageError) unless it resolves to a file inside ``folder`` (symbolic links
+    followed): an output name made from user text or from an input's name never writes anywhere else."""
+    target = folder / name
+    try:
+        root, resolved = Path(folder).resolve(), target.resolve()
+    except (OSError, ValueError, RuntimeError):
+        resolved = None
+    if resolved is None or root not in resolved.parents:
+        raise UsageError(f"refusing to write {printable(target)}: it is not inside the {option} folder {printable(folder)}")
+    return target
 
 
 def refuse_overwriting_inputs(out_dir: Path, input_dirs: Iterable[Path | None]) -> None:
@@ -79,7 +102,8 @@ def check_folders(writes: Iterable[tuple[str, Path | None]], reads: Iterable[tup
     maps read as input); ``files_in``: folders where srin writes named files only (the report's), refused when
     they are or lie inside an input folder. Symlinks and ``dir/.`` are resolved first. A folder that is both
     read and written (``--maps``: a cache) is given in both lists under the same name (not compared with itself)."""
-    reads = [(what, Path(p).resolve(), Path(p)) for what, p in reads if p is not None]
+    reads = [(what, _resolved(p), Path(p)) for what, p in _with_dataset_parts(reads) if p is not None]
+    reads = [r for r in reads if r[1] is not None]  # a folder no file can be in (a NUL byte in its name)
     checks = [(o, p, True) for o, p in writes if p is not None] + [(o, p, False) for o, p in files_in if p is not None]
     for option, folder, tree in checks:
         w = Path(folder).resolve()
@@ -95,6 +119,31 @@ def check_folders(writes: Iterable[tuple[str, Path | None]], reads: Iterable[tup
             if how == "contains" and tree:
                 raise UsageError(f"refusing to write into {folder} ({option}): it contains the {what} folder "
                                  f"{shown}; choose a folder outside it")
+
+
+def _resolved(path: Path) -> Path | None:
+    try:
+        return Path(path).resolve()
+    except ValueError:
+        return None
+
+
+DATASET_PARTS = ("composite_images", "masks", "real_images")
+
+
+def _with_dataset_parts(reads: Iterable[tuple[str, Path | None]]) -> list[tuple[str, Path | None]]:
+    """``reads`` and, for a folder that is a part of a paired dataset (``composite_images/``, ``masks/``,
+    ``real_images/``), the dataset's other parts: a later run reads them all, so none is a place to write."""
+    reads = list(reads)
+    extra = []
+    for _, p in reads:
+        if p is None or Path(p).name not in DATASET_PARTS:
+            continue
+        for part in DATASET_PARTS:
+            sibling = Path(p).parent / part
+            if sibling.is_dir():
+                extra.append((f"dataset's {part}", sibling))
+    return reads + extra
 
 
 @dataclass
@@ -193,7 +242,8 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, on_fail
                     else:
                         report.skipped += 1
                 except expected as exc:
-                    msg = first_line(exc)
+                    # srin's own messages are one line, unless a file name holds a newline: escaped, not cut
+                    msg = printable(str(exc).strip() or type(exc).__name__) if isinstance(exc, SrinError) else first_line(exc)
                     report.failures.append((name, msg))
                     on_failure(name, msg)
                 loaded[i] = payload = None  # this item's images can go
@@ -211,7 +261,7 @@ def shard(items: list, spec: str | None, key: Callable) -> list:
     in exactly one shard, whatever the order or the machine, so N workers cover a folder exactly once."""
     import zlib
 
-    if not spec:
+    if spec is None:
         return items
     try:
         k, n = (int(x) for x in spec.split("/"))

@@ -82,6 +82,8 @@ def _check_container(path: Path) -> None:
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint dict safely (weights_only); one-line CheckpointError on any problem."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     _check_container(path)

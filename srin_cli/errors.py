@@ -51,3 +51,12 @@ def first_line(exc: BaseException, limit: int | None = None, empty: str | None =
         return type(exc).__name__ if empty is None else empty
     line = text.splitlines()[0]
     return line[:limit] if limit is not None else line
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` (a file name, a message naming one) with its control characters escaped (a newline as ``\\n``):
+    one name, one line, whatever bytes the name holds."""
+    return str(text).translate(_CONTROL)

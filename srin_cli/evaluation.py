@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +26,7 @@ from . import limits
 from .batch import BatchReport, run_batch
 from .data.io import header_pixels, read_image, read_mask, write_image
 from .data.pairing import FolderIndex, Item, dataset_layout, list_images, pair_items
-from .errors import InputError
+from .errors import InputError, UsageError
 from .files import atomic_open, atomic_write
 from .metrics import resize_for_scoring, score, summarize
 from .pipeline import Composite, Pipeline
@@ -71,6 +72,14 @@ def pairs_to_score(dataset: Path, limit: int | None = None) -> tuple[list[Item],
     return [i for i in items if i not in unscored], unscored
 
 
+def _check_real_shape(item: Item, real: np.ndarray, composite: np.ndarray) -> None:
+    """InputError naming the real image when its aspect ratio is not its composite's (nothing to score against)."""
+    (rh, rw), (ch, cw) = real.shape[:2], composite.shape[:2]
+    if abs(rh / rw - ch / cw) > 0.01 * (ch / cw):
+        raise InputError(f"{item.real}: the real image is {rw}x{rh} but its composite {item.composite.name} is {cw}x{ch} "
+                         "(different aspect ratio)")
+
+
 def score_items(items: list[Item], pipeline: Pipeline | None, predictions: Path | None, size: int | None,
                 with_thumbs: bool, progress, on_failure: Callable[[str, str], None], workers: int = 2,
                 batch: int = 8) -> Scores:
@@ -83,8 +92,17 @@ def score_items(items: list[Item], pipeline: Pipeline | None, predictions: Path 
     def load(item: Item) -> Pair:
         """Decode (and segment and prepare the network inputs): in loader threads with ``workers``."""
         real = read_image(item.real)
-        mask = read_mask(item.mask, real.shape[:2])
-        pair = Pair(real, mask, read_image(item.composite) if pipeline is not None or with_thumbs else None)
+        image = read_image(item.composite) if pipeline is not None or with_thumbs else None
+        try:
+            mask = read_mask(item.mask, real.shape[:2])
+        except InputError as exc:  # the mask, or the real image, is of another shape: blame the one unlike the composite
+            if "different aspect ratio" not in str(exc):
+                raise
+            _check_real_shape(item, real, image if image is not None else read_image(item.composite))
+            raise
+        if image is not None:
+            _check_real_shape(item, real, image)
+        pair = Pair(real, mask, image)
         if pipeline is not None:
             comp_mask = mask if pair.image.shape == real.shape else read_mask(item.mask, pair.image.shape[:2])
             pair.composite = pipeline.open(item.name, pair.image, comp_mask)
@@ -152,10 +170,21 @@ class ReportContext:
     unscored: list[tuple[str, str]] = field(default_factory=list)
 
 
+def contact_sheet_path(report: Path) -> Path:
+    """The contact sheet beside the HTML report (its name, .png); a report named .png itself is a UsageError
+    (the sheet would replace the page)."""
+    sheet = report.with_suffix(".png")
+    if sheet == report:
+        raise UsageError(f"--report {report}: the report is an HTML page and its contact sheet is NAME.png beside it; "
+                         f"name the page .html (e.g. {report.with_suffix('.html')})")
+    return sheet
+
+
 def write_report(path: Path, scores: Scores, title: str, context: ReportContext | None = None) -> None:
-    """The HTML page at ``path`` and its contact sheet beside it (the same name, .png)."""
+    """The HTML page at ``path`` and its contact sheet beside it (:func:`contact_sheet_path`)."""
+    sheet = contact_sheet_path(path)
     write_html(path, scores.rows, scores.thumbs, title, scores.summary, context)
-    write_contact_sheet(path.with_suffix(".png"), scores.rows, scores.thumbs)
+    write_contact_sheet(sheet, scores.rows, scores.thumbs)
 
 
 THUMB = 160
@@ -284,9 +313,15 @@ def compare_baseline(baseline: Path, rows: list[dict], summary: list[dict], psnr
             if key == "name":
                 problems.append(f"{b[key]}: in the baseline but not scored now")
             continue
-        if not b["psnr"] or b["psnr"] == "nan":
-            continue
-        bp, bf = float(b["psnr"]), float(b["fmse"])
+        if key == "subset" and b.get("count") == "0":
+            continue  # an empty foreground-ratio bin: no means to compare
+        try:
+            bp, bf = float(b["psnr"]), float(b["fmse"])
+        except (TypeError, ValueError):
+            bp = bf = math.nan
+        if not (math.isfinite(bp) and math.isfinite(bf) and bf >= 0):  # NaN compares false: a gate that cannot fail
+            raise InputError(f"baseline {baseline}: {b[key]} has PSNR {b['psnr']!r} and fMSE {b['fmse']!r}; "
+                             "a baseline needs finite numbers (fMSE >= 0)")
         if now["psnr"] < bp - psnr_tol:
             problems.append(f"{b[key]}: PSNR {now['psnr']:.2f} < baseline {bp:.2f} - {psnr_tol:g} dB")
         if now["fmse"] > bf * (1 + fmse_tol) + 1e-9:

@@ -197,6 +197,8 @@ class Harmonizer(HarmonizationMethod):
 
         NETWORK_BACKENDS.check(backend)
         path = Path(path)
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a directory, not a checkpoint")
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
         why: list[str] = []  # why an ONNX file beside the checkpoint is refused

@@ -114,7 +114,11 @@ def handled_errors(command: str = "this command"):
 
 def print_path(path: str) -> None:
     """One written path per line on stdout, byte for byte, even when the name is not valid UTF-8 (Linux allows
-    any bytes in a name; Python keeps them as surrogates, which a strict stdout refuses to encode)."""
+    any bytes in a name; Python keeps them as surrogates, which a strict stdout refuses to encode); control
+    characters (a newline in a name) are escaped, so one path stays one line."""
+    from ..errors import printable
+
+    path = printable(path)
     try:
         print(path)
     except UnicodeEncodeError:
@@ -124,12 +128,23 @@ def print_path(path: str) -> None:
 
 
 def failure_printer(progress, quiet: bool = False):
-    """``on_failure(name, message)`` for a batch: one yellow line per failed file above the progress bar."""
+    """``on_failure(name, message)`` for a batch: one yellow line per failed file above the progress bar
+    (with ``quiet``, none: the failures are listed at the end, :func:`print_failures`)."""
     if quiet:
         return lambda name, message: None
     from rich.markup import escape
 
-    return lambda name, message: progress.console.print(f"[yellow]failed[/] {escape(name)}: {escape(message)}")  # names are not markup
+    from ..errors import printable
+
+    # names are not markup, and a newline in one does not split its line
+    return lambda name, message: progress.console.print(f"[yellow]failed[/] {escape(printable(name))}: {escape(printable(message))}")
+
+
+def mask_warnings(quiet: bool = False) -> None:
+    """The readers' one-line warnings (an ambiguous RGBA mask: which channel was read) on stderr; none with -q."""
+    from ..data.io import set_warning_handler
+
+    set_warning_handler(None if quiet else lambda message: err_console.print(f"warning: {message}", markup=False))
 
 
 def print_notes(method, quiet: bool = False) -> None:
@@ -140,8 +155,11 @@ def print_notes(method, quiet: bool = False) -> None:
 
 
 def print_failures(failures: list[tuple[str, str]]) -> None:
+    """One line per failed item on stderr, ``-q`` or not: a failure is never chatter."""
+    from ..errors import printable
+
     for name, message in failures:
-        err_console.print(f"  failed: {name}: {message}", markup=False)
+        err_console.print(f"  failed: {printable(name)}: {printable(message)}", markup=False)
 
 
 class NoProgress:

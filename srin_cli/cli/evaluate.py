@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Device, err_console, failure_printer, handled_errors, make_progress, print_failures, print_notes, resolve_device
+from .common import (Device, err_console, failure_printer, handled_errors, make_progress, mask_warnings, print_failures,
+                     print_notes, resolve_device)
 from .options import DEFAULT_MAX_PIXELS, MODEL, DeviceOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, QuietOpt
 
 GATE = "Quality gate and report"
@@ -23,8 +24,8 @@ def evaluate(
     size: Annotated[int, typer.Option(min=0, help="Score at SIZE x SIZE (iHarmony4: 256); 0 scores at the real image's size.")] = 256,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N pairs.")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report (and REPORT.png contact sheet), worst first.", rich_help_panel=GATE)] = None,
-    min_psnr: Annotated[Optional[float], typer.Option("--min-psnr", help="Exit 1 if the mean PSNR is below this.", rich_help_panel=GATE)] = None,
-    max_fmse: Annotated[Optional[float], typer.Option("--max-fmse", help="Exit 1 if the mean fMSE is above this.", rich_help_panel=GATE)] = None,
+    min_psnr: Annotated[Optional[float], typer.Option("--min-psnr", min=0.0, help="Exit 1 if the mean PSNR is below this.", rich_help_panel=GATE)] = None,
+    max_fmse: Annotated[Optional[float], typer.Option("--max-fmse", min=0.0, help="Exit 1 if the mean fMSE is above this.", rich_help_panel=GATE)] = None,
     baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A saved summary.csv or per_image.csv: exit 1 on any regression beyond the tolerances.", rich_help_panel=GATE)] = None,
     psnr_tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed PSNR drop against --baseline, dB.", rich_help_panel=GATE)] = 0.1,
     fmse_tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed relative fMSE rise against --baseline (0.05 = 5 %).", rich_help_panel=GATE)] = 0.05,
@@ -45,13 +46,15 @@ def evaluate(
     with handled_errors("srin evaluate"):
         from ..batch import check_folders, check_writable, clean_stale_temp, refuse_file_as_folder
         from ..data.pairing import dataset_layout
-        from ..evaluation import gate, pairs_to_score, score_items, write_csvs, write_report
+        from ..evaluation import contact_sheet_path, gate, pairs_to_score, score_items, write_csvs, write_report
         from ..harmonizer import make_method
         from ..limits import set_max_pixels
         from ..pipeline import Pipeline
         from ..segmentation import create_segmenter
 
         set_max_pixels(max_pixels)
+        mask_warnings(quiet)
+        sheet = contact_sheet_path(report) if report is not None else None
         items, unscored = pairs_to_score(dataset, limit)
         refuse_file_as_folder(out)
         if maps is not None:
@@ -75,7 +78,7 @@ def evaluate(
                                (report.parent if report else None, "--report")):
             if folder is not None:
                 check_writable(folder, option)  # before any work: an unwritable folder is one usage error
-        reports = [report, report.with_suffix(".png")] if report is not None else []
+        reports = [report, sheet] if report is not None else []
         clean_stale_temp([out / "per_image.csv", out / "summary.csv", *reports,
                           *([maps / f"{i.name}.png" for i in items] if maps is not None and predictions is None else [])])
         with make_progress(quiet) as progress:

@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InputError
-from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, print_failures,
-                     print_notes, print_path, resolve_device)
+from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, mask_warnings,
+                     print_failures, print_notes, print_path, resolve_device)
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MaxChromaLossOpt, MaxPixelsOpt,
                       MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
-                      ModelSegmenterOpt, ScaleOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
+                      ModelSegmenterOpt, NumbersOpt, ReviewOpt, ScaleOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
 
 
 def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], Path]:
@@ -56,7 +56,9 @@ def harmonize(
     shard_spec: ShardOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths, with each harmonized image's colour change.", rich_help_panel=OUTPUT)] = False,
+    review_page: ReviewOpt = None,
+    numbers: NumbersOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device.auto,
     backend: NetworkBackendOpt = "auto",
@@ -69,67 +71,76 @@ def harmonize(
     """
     written: list[str] = []
     with handled_errors("srin harmonize"):
-        from ..batch import check_folders, check_writable, clean_stale_temp, collect_inputs, output_path, refuse_file_as_folder, shard
+        from ..batch import (check_folders, check_suffix, check_writable, clean_stale_temp, collect_inputs, inside,
+                             output_path, refuse_file_as_folder, shard)
         from ..data.pairing import pair_items
-        from ..harmonizer import make_method
         from ..limits import set_max_pixels
-        from ..pipeline import OutputOptions, Pipeline, harmonize_items
-        from ..segmentation import create_segmenter
+        from ..pipeline import OutputOptions, harmonize_items
+        from .predictor import make_pipeline
 
         set_max_pixels(max_pixels)
+        mask_warnings(quiet)
+        check_suffix(suffix)
         inputs, masks = resolve_layout(inputs, masks)
         files, base = collect_inputs(inputs, recursive)
         for folder, option in ((out, "-o/--out"), (maps, "--maps")):
             if folder is not None:
                 refuse_file_as_folder(folder, option)
         composites = [base] if base is not None else sorted({f.parent for f in files})
+        reports = [(option, p) for option, p in (("--report", review_page), ("--numbers", numbers)) if p is not None]
         check_folders([("-o/--out", out), ("--maps", maps)],
-                      [*(("composites", c) for c in composites), ("masks", masks), ("--maps", maps)])
+                      [*(("composites", c) for c in composites), ("masks", masks), ("--maps", maps)],
+                      [(option, p.parent) for option, p in reports])
         items = shard(pair_items(files, base, masks, rule=match, suffix=mask_suffix), shard_spec, key=lambda i: i.name)
         dev = resolve_device(device)
-        # one composite: one network pass of batch 1, which runs as fast on one thread and skips starting a
-        # second one (and its spinning) in a cold process; the results are the same byte for byte
-        run = make_method(method, model, checkpoint, dev, None, backend, threads=1 if len(items) == 1 else None,
-                          max_chroma_loss=max_chroma_loss)
-        trained = getattr(run, "trained_segmenter", "felzenszwalb")
-        name = segmenter or trained
-        try:
-            seg = create_segmenter(name, **segmenter_kwargs(name, sam_checkpoint, sam_model, points_per_side,
-                                                            pred_iou_thresh, stability_score_thresh, scale, min_size, dev))
-        except ValueError as exc:
-            if segmenter is None and name != "felzenszwalb":  # the model asked for it: say so
-                raise ValueError(f"the model was trained on {name} maps: {exc} (or choose another with --segmenter)") from None
-            raise
-        run.segmenter = seg
-        pipeline = Pipeline(run, seg, maps, batch, workers)
-        print_notes(pipeline.method, quiet)
+        pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter,
+                                 lambda name: segmenter_kwargs(name, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
+                                                               stability_score_thresh, scale, min_size, dev),
+                                 maps, batch, workers, single=len(items) == 1, quiet=quiet)
         check_writable(out, "-o/--out")  # before any work: an unwritable folder is one usage error
         if maps is not None:
             check_writable(maps, "--maps")
-        targets = [output_path(out, i.name, i.composite, fmt, suffix) for i in items]
-        clean_stale_temp(targets + ([maps / f"{i.name}.png" for i in items] if maps is not None else []))  # a killed run's temp files
+        for option, p in reports:
+            refuse_file_as_folder(p.parent, option)
+            check_writable(p.parent, option)
+        review = None
+        if reports or as_json:  # each image's colour change, measured as it is written
+            from ..review import Review
+
+            review = Review(pictures=review_page is not None)
+
+            def on_result(item, image, mask, harmonized, target):
+                review.add({"name": item.name, "composite": str(item.composite), "harmonized": str(target)}, image,
+                           harmonized, mask)
+        ready = [i for i in items if i.error is None]  # the others fail by name, writing nothing
+        targets = [output_path(out, i.name, i.composite, fmt, suffix) for i in ready]  # each inside -o, or a UsageError
+        clean_stale_temp(targets + ([inside(maps, f"{i.name}.png", "--maps") for i in ready] if maps is not None else []))  # a killed run's temp files
         if fmt == "same" and not quiet:
             _warn_lossy(items)
         try:
             with make_progress(quiet) as progress:
                 report = harmonize_items(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite),
-                                         progress, failure_printer(progress, quiet), written)[0]
+                                         progress, failure_printer(progress, quiet), written,
+                                         on_result if review is not None else None)[0]
         except KeyboardInterrupt:
             _print_written(written, out, as_json, interrupted=True)  # stdout still lists what was finished
             raise
-    print_outcome(report, written, out, as_json, quiet)
+        if reports:
+            _write_review(review, review_page, numbers, out, report, method, model, checkpoint, pipeline)
+    print_outcome(report, written, out, as_json, quiet,
+                  images=[_rounded(r) for r in review.rows] if review is not None and as_json else None)
     allow_quick_exit()
     raise typer.Exit(report.exit_code)
 
 
-LOSSY = (".jpg", ".jpeg", ".webp")
+LOSSY = (".jpg", ".jpeg", ".webp", ".gif")  # GIF: 256 colours
 
 
 def _warn_lossy(items) -> None:
-    """--format same re-encodes JPEG/WebP inputs lossily: the pixels outside the mask are then not bit-exact."""
+    """--format same re-encodes JPEG/WebP/GIF inputs lossily: the pixels outside the mask are then not bit-exact."""
     lossy = [i for i in items if i.composite.suffix.lower() in LOSSY]
     if lossy:
-        err_console.print(f"warning: --format same writes {len(lossy)} JPEG/WebP output(s) (e.g. {lossy[0].composite.name}): "
+        err_console.print(f"warning: --format same writes {len(lossy)} JPEG/WebP/GIF output(s) (e.g. {lossy[0].composite.name}): "
                           "lossy formats re-encode the whole image, so pixels outside the mask are not bit-exact; "
                           "--format png keeps them", markup=False)
 
@@ -142,17 +153,45 @@ def _print_written(written: list[str], out: Path, as_json: bool, interrupted: bo
             print_path(path)
 
 
+HARMONIZE_FIELDS = ["name", "composite", "harmonized", "delta_e", "chroma_change", "lightness_change"]
+
+
+def _rounded(row: dict) -> dict:
+    from ..review import rounded
+
+    return rounded(row)
+
+
+def _write_review(review, page: Path | None, numbers: Path | None, out: Path, report, method: str, model: str,
+                  checkpoint: Path | None, pipeline) -> None:
+    """The review page (--report) and the numbers' CSV (--numbers) of the images harmonized in this run."""
+    from .. import __version__
+    from ..review import write_numbers, write_review
+    from .predictor import made_by
+
+    if numbers is not None:
+        write_numbers(numbers, HARMONIZE_FIELDS, review.rows)
+    if page is not None:
+        about = [("made by", made_by(method, model, checkpoint, pipeline)), ("srin version", __version__),
+                 ("images", f"{len(review.rows)} harmonized in this run into {out}/, {report.skipped} skipped "
+                            f"(already there; not shown), {len(report.failures)} failed")]
+        write_review(page, review, f"srin harmonize: {out}", about, report.failures)
+
+
 def print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: bool, what: str = "images",
-                  timing: tuple[float, float] | None = None) -> None:
-    """The written paths (or a JSON summary) on stdout; the counts and failures on stderr (harmonize, segment).
-    ``timing`` (segment): (seconds spent reading, segmenting and writing the outputs written, wall-clock seconds of
-    the batch), told as the mean time per image written (skipped and failed ones excluded) and the elapsed time."""
+                  timing: tuple[float, float] | None = None, images: list[dict] | None = None) -> None:
+    """The written paths (or a JSON summary) on stdout; the counts and failures on stderr (harmonize, segment,
+    compose). ``timing`` (segment): (seconds spent reading, segmenting and writing the outputs written, wall-clock
+    seconds of the batch), told as the mean time per image written (skipped and failed ones excluded) and the
+    elapsed time. ``images``: each harmonized image's row of numbers (:mod:`srin_cli.review`), in the JSON."""
     per_item = timing[0] / report.done if timing is not None and report.done else None
     if as_json:
         summary = {"out": str(out), "written": report.done, "skipped": report.skipped,
                    "failed": [{"input": n, "error": e} for n, e in report.failures], "files": written}
         if timing is not None:
             summary.update(seconds_per_image=None if per_item is None else round(per_item, 6), elapsed_seconds=round(timing[1], 6))
+        if images is not None:
+            summary["images"] = images
         print(json.dumps(summary))
     else:
         for path in written:
@@ -162,7 +201,7 @@ def print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: b
         if per_item is not None:
             line += f"; {_seconds(per_item)} s per image segmented, {_seconds(timing[1])} s elapsed"
         err_console.print(line, markup=False)
-        print_failures(report.failures)
+    print_failures(report.failures)  # -q too: failures are not chatter
 
 
 def _seconds(value: float) -> str:

@@ -8,17 +8,19 @@ appears complete or not at all.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .. import limits
-from ..errors import InputError, first_line
+from ..errors import InputError, first_line, printable
 from ..files import atomic_write
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")  # GIF: its first frame
 # srin's own budget (limits.max_pixels, --max-pixels) is checked from the header before decoding; PIL's
 # decompression-bomb check would only warn (a raw Python warning) or refuse at a fixed size, so it is off
 Image.MAX_IMAGE_PIXELS = None
@@ -61,6 +63,8 @@ def header_pixels(path: Path | None) -> int:
 def _open(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
     """Open, check the size against the pixel budget from the header, then decode. ``size`` (H, W): the image
     a mask belongs to; a larger JPEG mask is decoded at a reduced scale (``draft``), never below that size."""
+    if "\0" in str(path):  # no file can be named so (a garbage line among the paths on stdin)
+        raise InputError(f"{path}: no such file")
     try:
         img = Image.open(path)
         limits.check_pixels(path, *img.size)
@@ -72,7 +76,7 @@ def _open(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
     except FileNotFoundError:
         if path.is_symlink():
             raise InputError(f"{path}: broken symbolic link (its target {os.readlink(path)} is missing)") from None
-        raise InputError(f"{path}: file not found") from None
+        raise InputError(f"{path}: no such file") from None
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -109,6 +113,58 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.array(img, dtype=np.uint8)  # a writable copy
 
 
+def set_warning_handler(handler: Callable[[str], None] | None) -> None:
+    """Where the readers' one-line warnings go (an ambiguous mask): ``handler(message)``; None drops them.
+    Each file is warned about once per process."""
+    global _warning_handler
+    _warning_handler = handler
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+_warning_handler: Callable[[str], None] | None = _stderr_warning
+_warned: set[str] = set()
+
+
+def _warn(path: Path, message: str) -> None:
+    if _warning_handler is not None and str(path) not in _warned:
+        _warned.add(str(path))
+        _warning_handler(f"{printable(path)}: {message}")
+
+
+def _share(histogram: list[int], lo: int, hi: int) -> float:
+    return sum(histogram[lo:hi + 1]) / max(1, sum(histogram))
+
+
+def _mask_of_rgba(img: Image.Image, path: Path) -> np.ndarray:
+    """The mask an RGBA / LA file holds, decided from its content: a cut-out's alpha has real transparency
+    (values below 128) and is the mask; an alpha without it (opaque, or nearly: 217-255 in masks saved by some
+    editors) leaves the mask to the grey levels. When both could be the mask (a black-and-white picture with a
+    transparent alpha that disagrees with it, or an almost opaque alpha over a picture that is not black and
+    white), one warning line says which was read. HxW uint8, 1 byte a pixel beside the decoded file."""
+    alpha = img.getchannel("A")
+    transparent = _share(alpha.histogram(), 0, 127) > 0
+    grey = img.convert("L")  # the RGB's luminance (alpha ignored)
+    levels = grey.histogram()
+    black, white = _share(levels, 0, 32), _share(levels, 223, 255)
+    black_and_white = black + white >= 0.99 and black > 0 and white > 0
+    if not transparent:
+        if alpha.getextrema()[0] < 255 and not black_and_white:
+            _warn(path, "ambiguous mask: an almost opaque alpha over a picture that is not black and white; "
+                        "its grey levels are read as the mask (save masks as single-channel grey to avoid doubt)")
+        del alpha
+        return np.asarray(grey)
+    arr = np.asarray(alpha)
+    if black_and_white:
+        differ = np.count_nonzero((np.asarray(grey) > 127) != (arr > 127))
+        if differ > 0.01 * arr.size:
+            _warn(path, f"ambiguous mask: its alpha and its black-and-white picture differ on {100 * differ / arr.size:.0f} % "
+                        "of the pixels; the alpha (transparency) is read as the mask")
+    return arr
+
+
 def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """HxW float32 in [0, 1]. ``size`` = (H, W) of the image it belongs to: a mask of another size with the
     same aspect ratio is resized (bilinear); a different aspect ratio is an error. A mask larger than its image
@@ -123,8 +179,8 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
         arr = np.clip(raw.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif img.mode == "F":
         arr = _to_uint8_array(img)
-    elif img.mode in ("RGBA", "LA") and np.asarray(img.getchannel("A")).min() < 255:
-        arr = np.asarray(img.getchannel("A"))  # a cut-out: the alpha is the mask
+    elif img.mode in ("RGBA", "LA"):
+        arr = _mask_of_rgba(img, path)
     else:
         arr = np.asarray(img if img.mode == "L" else img.convert("L"))  # no second copy of an 8-bit mask
     del img

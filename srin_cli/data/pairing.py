@@ -22,7 +22,7 @@ from ..errors import InputError, UsageError
 from ..registry import MATCH_RULES
 from .io import IMAGE_EXTENSIONS, is_broken_link, is_image_file, list_images  # noqa: F401 - list_images: the one image lister
 
-_TRAILING = re.compile(r"^(.*)_[^_]+$")
+_TRAILING = re.compile(r"^(.*)_[^_]+$", re.DOTALL)  # DOTALL: a name may hold a newline
 
 
 @dataclass
@@ -102,12 +102,15 @@ def pair_items(composites: list[Path], base: Path | None, masks: Path | None, re
     rels = [comp.relative_to(base) if base and base in comp.parents else Path(comp.name) for comp in unique]
     by_name: dict[str, list[Path]] = {}
     for comp, rel in zip(unique, rels):
-        by_name.setdefault(str(rel.with_suffix("")), []).append(comp)
+        by_name.setdefault(_stem_path(rel), []).append(comp)
     for comp, rel in zip(unique, rels):
         rel_dir = rel.parent
-        name = str(rel.with_suffix(""))
+        name = _stem_path(rel)
         item = Item(composite=comp, mask=None, name=name)
         items.append(item)
+        if not os.path.lexists(comp):  # a line on stdin that names no file (garbage, NUL bytes): said as such
+            item.error = f"{comp}: no such file"
+            continue
         if len(by_name[name]) > 1:  # x.png and x.jpg: one output name, one semantic map; which was meant is unknown
             others = ", ".join(str(p) for p in by_name[name] if p != comp)
             item.error = f"same name {name!r} as {others} (both would write one output); rename one"
@@ -124,6 +127,14 @@ def pair_items(composites: list[Path], base: Path | None, masks: Path | None, re
         except InputError as exc:
             item.error = str(exc)
     return items
+
+
+def _stem_path(rel: Path) -> str:
+    """``rel`` without its extension (``.`` or ``/`` on stdin have no name to strip: as given)."""
+    try:
+        return str(rel.with_suffix(""))
+    except ValueError:
+        return str(rel)
 
 
 def dataset_layout(root: Path) -> dict[str, Path]:

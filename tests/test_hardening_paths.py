@@ -1,0 +1,232 @@
+"""Hardening, round three: no output name out of -o, no quality gate that cannot fail, no silent failure,
+no file written outside what was named.
+
+One small fast test per case the adversarial pass found; the README's Reliability table lists them.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srin_cli.batch import inside
+from srin_cli.errors import UsageError
+
+from conftest import REPO, make_pairs
+from conftest import run_cli as run
+from test_hardening import failed_line, one_line_error, tree
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ---------------------------------------------------------------- 1. every output name stays inside -o
+
+
+@pytest.mark.parametrize("suffix", ["/../../composite_images/img_000_1", "/../../escaped", "/x", "a\0b"])
+def test_suffix_cannot_name_a_file_outside_the_output_folder(tmp_path, suffix, monkeypatch):
+    root = make_pairs(tmp_path / "in", n=2, size=(24, 32), with_real=False)
+    monkeypatch.chdir(tmp_path)
+    before = tree(tmp_path)
+    r = run("harmonize", root, "-o", tmp_path / "out" / "deep", "--method", "lab", "--suffix", suffix, "--overwrite")
+    one_line_error(r, "--suffix")
+    assert tree(tmp_path) == before and not (tmp_path / "escaped.png").exists()
+
+
+def test_an_output_name_through_a_symlink_out_of_the_folder_is_refused(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "sub").symlink_to(tmp_path / "elsewhere")
+    assert inside(tmp_path / "out", "a/b.png") == tmp_path / "out" / "a/b.png"
+    for name in ("sub/x.png", "../x.png", "..", "/etc/x.png"):
+        with pytest.raises(UsageError, match="not inside the -o/--out folder"):
+            inside(tmp_path / "out", name)
+
+
+# ---------------------------------------------------------------- 4. a quality gate that cannot fail is refused
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (["--max-fmse", "nan"], "--max-fmse"), (["--min-psnr", "nan"], "--min-psnr"), (["--max-fmse", "inf"], "--max-fmse"),
+    (["--max-fmse", "-1"], "--max-fmse"), (["--min-psnr", "-5"], "--min-psnr"),
+    (["--psnr-tolerance", "nan"], "--psnr-tolerance"), (["--fmse-tolerance", "inf"], "--fmse-tolerance"),
+    (["--max-chroma-loss", "nan"], "--max-chroma-loss"),
+])
+def test_non_finite_or_negative_thresholds_are_usage_errors(tmp_path, extra, fragment):
+    root = make_pairs(tmp_path / "pairs", n=2, size=(24, 32))
+    r = run("evaluate", root, "--method", "identity", "-o", tmp_path / "ev", *extra)
+    one_line_error(r, fragment)
+    assert not (tmp_path / "ev").exists()
+
+
+def test_a_baseline_holding_nan_is_refused_and_empty_bins_are_not(tmp_path):
+    root = make_pairs(tmp_path / "pairs", n=2, size=(24, 32))
+    r = run("evaluate", root, "--method", "identity", "-o", tmp_path / "ev", "-q")
+    assert r.exit_code == 0, r.output
+    summary = (tmp_path / "ev" / "summary.csv").read_text()
+    assert ",0,nan," in summary  # an empty foreground-ratio bin, as written
+    r = run("evaluate", root, "--method", "identity", "-o", tmp_path / "ev2", "-q", "--baseline", tmp_path / "ev" / "summary.csv")
+    assert r.exit_code == 0, r.output
+    lines = summary.splitlines()
+    lines[1] = ",".join(["all", lines[1].split(",")[1], "nan", "nan", "nan", "nan"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    one_line_error(run("evaluate", root, "--method", "identity", "-o", tmp_path / "ev3", "-q", "--baseline", bad),
+                   "needs finite numbers")
+    per_image = (tmp_path / "ev" / "per_image.csv").read_text().splitlines()
+    name = per_image[1].split(",")[0]
+    (tmp_path / "bad_rows.csv").write_text(per_image[0] + "\n" + f"{name},1,nan,30,30,0.2\n")
+    one_line_error(run("evaluate", root, "--method", "identity", "-o", tmp_path / "ev4", "-q", "--baseline",
+                       tmp_path / "bad_rows.csv"), "needs finite numbers")
+
+
+# ---------------------------------------------------------------- 3. a dataset folder's parts are all inputs
+
+
+def test_writing_into_another_part_of_a_dataset_is_refused(tmp_path):
+    root = make_pairs(tmp_path / "d", n=2, size=(24, 32))
+    before = tree(tmp_path)
+    one_line_error(run("segment", root, "-o", root / "masks"), "masks")
+    one_line_error(run("segment", root, "-o", root / "real_images" / "maps"), "real_images")
+    one_line_error(run("harmonize", root, "--method", "lab", "-o", root / "real_images"), "real_images")
+    one_line_error(run("harmonize", root, "--method", "lab", "-o", tmp_path / "out", "--maps", root / "real_images"),
+                   "real_images")
+    one_line_error(run("harmonize", root / "composite_images", "--masks", root / "masks", "--method", "lab",
+                       "-o", root / "real_images"), "real_images")
+    assert tree(tmp_path) == before
+    r = run("harmonize", root, "--method", "lab", "-o", root / "harmonized", "-q")  # beside the parts: fine
+    assert r.exit_code == 0, r.output
+
+
+# ---------------------------------------------------------------- 8. no silent failure, no split line
+
+
+def test_quiet_still_lists_each_failure(tmp_path):
+    root = make_pairs(tmp_path / "in", n=2, size=(24, 32), with_real=False)
+    (root / "masks" / "img_001.png").unlink()
+    r = run("harmonize", root, "--method", "lab", "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 1
+    failed_line(r, "img_001_1.png", "no mask")
+
+
+def test_gif_files_in_a_folder_are_read_like_the_same_file_given_by_name(tmp_path):
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    Image.open(root / "composite_images" / "img_000_1.png").convert("P").save(root / "composite_images" / "anim_1.gif")
+    Image.open(root / "masks" / "img_000.png").save(root / "masks" / "anim.png")
+    r = run("harmonize", root, "--method", "lab", "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["anim_1.png", "img_000_1.png"]
+
+
+def test_a_newline_in_a_name_does_not_split_a_line(tmp_path):
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    comps = root / "composite_images"
+    (comps / "img_000_1.png").rename(comps / "two\nlines_1.png")
+    (root / "masks" / "img_000.png").rename(root / "masks" / "two\nlines.png")
+    (comps / "bad\nname_1.png").write_bytes(b"not an image")
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(root / "masks" / "bad\nname.png")
+    r = run("harmonize", root, "--method", "lab", "-o", tmp_path / "out")
+    assert r.exit_code == 1
+    assert r.stdout.splitlines() == [str(tmp_path / "out" / "two\\nlines_1.png")]
+    failed_line(r, "bad\\nname_1.png", "not a readable image")
+
+
+def test_garbage_on_stdin_fails_line_by_line(tmp_path):
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    good = root / "composite_images" / "img_000_1.png"
+    stdin = b"\x00\xff\xfe garbage\n" + os.fsencode(good) + b"\nno/such/file.png\n.\n"
+    r = run("harmonize", "-", "--masks", root / "masks", "--method", "lab", "-o", tmp_path / "out", input=stdin)
+    assert r.exit_code == 1, r.output
+    failed_line(r, "\\x00", "no such file")
+    failed_line(r, "no/such/file.png", "no such file")
+    assert (tmp_path / "out" / "img_000_1.png").exists()
+    r = run("segment", "-", "-o", tmp_path / "maps", input=b"\x00zz\n" + os.fsencode(good) + b"\n")
+    assert r.exit_code == 1, r.output
+    failed_line(r, "\\x00zz", "no such file")
+
+
+@pytest.mark.parametrize("extra,fragment", [(["--shard", ""], "--shard"), (["--scale", "nan"], "--scale"),
+                                            (["--scale", "inf"], "--scale")])
+def test_empty_shard_and_non_finite_scale_are_usage_errors(tmp_path, extra, fragment):
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    one_line_error(run("harmonize", root, "--method", "lab", "-o", tmp_path / "out", *extra), fragment)
+    one_line_error(run("segment", root, "-o", tmp_path / "maps", *extra), fragment)
+
+
+def test_a_report_named_png_is_not_overwritten_by_its_contact_sheet(tmp_path):
+    root = make_pairs(tmp_path / "pairs", n=1, size=(24, 32))
+    one_line_error(run("evaluate", root, "--method", "identity", "-o", tmp_path / "ev", "--report", tmp_path / "r.png"),
+                   "--report")
+    assert not (tmp_path / "ev").exists() and not (tmp_path / "r.png").exists()
+
+
+def test_a_real_image_of_another_aspect_ratio_is_blamed_not_the_mask(tmp_path):
+    root = make_pairs(tmp_path / "pairs", n=1, size=(24, 32))
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "real_images" / "img_000.png")
+    for extra in ([], ["--report", tmp_path / "r.html"]):
+        r = run("evaluate", root, "--method", "identity", "-o", tmp_path / "ev", *extra)
+        assert r.exit_code == 2, r.output  # nothing could be scored
+        assert "the real image is 32x32 but its composite img_000_1.png is 32x24" in r.output, r.output
+
+
+def test_a_folder_given_as_checkpoint_is_said_to_be_one(tmp_path):
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    one_line_error(run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path), "is a directory, not a checkpoint")
+
+
+# ---------------------------------------------------------------- 2. which channel of an RGBA mask is the mask
+
+
+def _rgba(rgb_mask: np.ndarray, alpha: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.dstack([rgb_mask] * 3 + [alpha]).astype(np.uint8), "RGBA")
+
+
+def test_rgba_masks_are_read_from_the_channel_that_holds_the_mask(tmp_path):
+    from srin_cli.data import io
+
+    heard: list[str] = []
+    io.set_warning_handler(heard.append)
+    try:
+        rng = np.random.default_rng(0)
+        box = np.zeros((40, 50), np.uint8)
+        box[10:30, 12:40] = 255
+        near_opaque = rng.integers(217, 256, box.shape)  # an editor's almost flat alpha
+        cases = {
+            "rgb_in_rgb": (_rgba(box, near_opaque), box, False),  # the issue's case: the RGB is the mask
+            "opaque": (_rgba(box, np.full(box.shape, 255)), box, False),
+            "cut_out": (_rgba(rng.integers(0, 256, box.shape), box), box, False),  # a photo cut out: alpha
+            "alpha_only": (_rgba(np.zeros(box.shape), box), box, False),
+            "both_agree": (_rgba(box, box), box, False),
+            "both_differ": (_rgba(255 - box, box), box, True),  # ambiguous: alpha read, one warning
+            "photo_near_opaque": (_rgba(rng.integers(0, 256, box.shape), near_opaque), None, True),
+        }
+        for name, (img, expected, warned) in cases.items():
+            img.save(tmp_path / f"{name}.png")
+            mask = io.read_mask(tmp_path / f"{name}.png")
+            if expected is not None:
+                assert np.array_equal(mask, expected / 255.0), name
+            assert any(f"{name}.png" in h for h in heard) == warned, (name, heard)
+        assert all(h.count("\n") == 0 for h in heard) and len(heard) == 2
+    finally:
+        io.set_warning_handler(io._stderr_warning)
+
+
+def test_an_ambiguous_mask_is_one_warning_line_and_the_background_is_kept(tmp_path):
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    box = np.asarray(Image.open(root / "masks" / "img_000.png"))
+    rng = np.random.default_rng(1)
+    _rgba(box, rng.integers(217, 256, box.shape)).save(root / "masks" / "img_000.png")
+    r = run("harmonize", root, "--method", "lab", "-o", tmp_path / "out")
+    assert r.exit_code == 0 and "warning" not in r.output, r.output  # black and white RGB: no doubt
+    comp = np.asarray(Image.open(root / "composite_images" / "img_000_1.png"))
+    out = np.asarray(Image.open(tmp_path / "out" / "img_000_1.png"))
+    assert np.array_equal(out[box == 0], comp[box == 0])  # the background untouched
+    _rgba(rng.integers(0, 256, box.shape), rng.integers(217, 256, box.shape)).save(root / "masks" / "img_000.png")
+    r = run("harmonize", root, "--method", "lab", "-o", tmp_path / "out2")
+    assert r.exit_code == 0
+    assert [ln for ln in r.output.splitlines() if ln.startswith("warning:")] == [
+        ln for ln in r.output.splitlines() if "ambiguous mask" in ln] and "ambiguous mask" in r.output, r.output
