@@ -194,6 +194,8 @@ def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None, referen
         import onnxruntime as ort
     except ImportError:
         return None
+    if hasattr(ort, "disable_telemetry_events"):  # besides ORT_DISABLE_TELEMETRY (srin_cli/__init__.py)
+        ort.disable_telemetry_events()
     note = why.append if why is not None else (lambda _msg: None)
     try:
         data = path.read_bytes()

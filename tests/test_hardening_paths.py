@@ -230,3 +230,19 @@ def test_an_ambiguous_mask_is_one_warning_line_and_the_background_is_kept(tmp_pa
     assert r.exit_code == 0
     assert [ln for ln in r.output.splitlines() if ln.startswith("warning:")] == [
         ln for ln in r.output.splitlines() if "ambiguous mask" in ln] and "ambiguous mask" in r.output, r.output
+
+
+# ---------------------------------------------------------------- 6. nothing written outside what was named
+
+
+def test_onnx_runtime_writes_nothing_under_home_and_says_nothing(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY", "SRIN_DEBUG")}
+    env.update(HOME=str(home), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    script = "import sys\nfrom srin_cli.cli.main import app\nsys.argv[0] = 'srin'\napp()\n"
+    r = subprocess.run([sys.executable, "-c", script, "harmonize", str(REPO / "sample_inputs"), "-o", str(tmp_path / "out"),
+                        "--backend", "onnx"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert list(home.rglob("*")) == []  # no ~/.cache/Microsoft/DeveloperTools/.onnxruntime
+    assert r.stderr.strip().splitlines() == [ln for ln in r.stderr.strip().splitlines() if ln.startswith("10 images written")]
