@@ -119,7 +119,7 @@ def training_rate(config, steps: int = 6) -> float:
     """Images/s of the training loop's work: composites synthesized on the fly, forward, L1, backward, Adam."""
     from srin_cli.build import model_from_config
     from srin_cli.data.datasets import open_dataset
-    from srin_cli.training.loop import compute_loss
+    from srin_cli.training.losses import compute_loss
 
     cfg = {**config.to_dict(), "image_size": 128}
     model = model_from_config(cfg).train()

@@ -141,19 +141,19 @@ NETWORK_BACKENDS = Registry("--backend", {
     "onnx": Entry(None, "ONNX Runtime, on the CPU"),
 })
 
-# training losses (srin_cli.training.loop.compute_loss); measured differences: BENCHMARKS.md
+# training losses (srin_cli.training.losses); measured differences: BENCHMARKS.md
 LOSSES = Registry("--loss", {
     "l1": Entry(None, "the paper's, whole image"),
     "fn-l1": Entry(None, "foreground-normalized L1, the default for new runs"),
 })
 
-# what a gated model's confidence is taught (srin_cli.training.loop.gate_target)
+# what a gated model's confidence is taught (srin_cli.training.losses)
 GATE_TARGETS = Registry("--gate-target", {
     "changed": Entry(None, "was the pair recoloured"),
     "helps": Entry(None, "how much of the model's own correction brings the output closer to the real photo: 0 where it points the wrong way"),
 })
 
-# which weights srin train moves (srin_cli.training.loop.trainable_parameters)
+# which weights srin train moves (srin_cli.training.state.trainable_parameters)
 TRAIN_ONLY = Registry("--train-only", {
     "all": Entry(None, "every weight"),
     "gate": Entry(None, "only the gate head; with --gate and --init the colour transform stays as trained while its gate learns again, e.g. on another recipe"),

@@ -11,7 +11,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 @cuda
 @pytest.mark.parametrize("norm,regions", [(n, 0) for n in NORMS] + [("srin", 4)])
 def test_forward_and_training_step_on_cuda_match_cpu(norm, regions):
-    from srin_cli.training.loop import TrainConfig, gated_loss
+    from srin_cli.training.loop import TrainConfig
+    from srin_cli.training.losses import gated_loss
 
     torch.manual_seed(0)
     model = build_model(norm, widths=(8, 16), image_size=32, regions=regions, gate=True)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from srin_cli.training.loop import TrainConfig, compute_loss
+from srin_cli.training.loop import TrainConfig
+from srin_cli.training.losses import compute_loss
 
 
 def test_paper_schedule():
@@ -152,7 +153,8 @@ def test_gate_scales_the_transform_and_zero_means_identity():
 
 def test_gated_loss_and_chroma_term():
     from srin_cli.build import build_model
-    from srin_cli.training.loop import TrainConfig, chroma_loss, gated_loss
+    from srin_cli.training.loop import TrainConfig
+    from srin_cli.training.losses import chroma_loss, gated_loss
 
     real = torch.rand(2, 3, 16, 16)
     mask = torch.ones(2, 1, 16, 16)
@@ -170,7 +172,7 @@ def test_gated_loss_and_chroma_term():
 def test_gate_target_helps_is_the_best_blend_of_the_correction():
     """'helps' teaches a the share of the correction that brings the foreground closest to the real photo: 1 when
     the correction lands on it, 0.5 when it goes twice as far, 0 when it points away or nothing was changed."""
-    from srin_cli.training.loop import gate_target
+    from srin_cli.training.losses import gate_target
 
     torch.manual_seed(0)
     real = torch.rand(4, 3, 8, 8) * 0.5 + 0.25
@@ -189,7 +191,8 @@ def test_gate_target_helps_is_the_best_blend_of_the_correction():
 
 def test_mse_term_is_the_foreground_normalized_squared_error():
     from srin_cli.build import build_model
-    from srin_cli.training.loop import TrainConfig, fn_mse, gated_loss
+    from srin_cli.training.loop import TrainConfig
+    from srin_cli.training.losses import fn_mse, gated_loss
 
     real = torch.zeros(1, 3, 10, 10)
     mask = torch.zeros(1, 1, 10, 10)
@@ -208,7 +211,7 @@ def test_mse_term_is_the_foreground_normalized_squared_error():
 
 
 def test_grey_term_is_one_sided_and_per_pixel():
-    from srin_cli.training.loop import chroma_loss, grey_loss
+    from srin_cli.training.losses import chroma_loss, grey_loss
 
     torch.manual_seed(0)
     real = torch.rand(1, 3, 16, 16)
@@ -227,7 +230,7 @@ def test_grey_term_is_one_sided_and_per_pixel():
 
 
 def test_saturation_term_lets_light_change_and_not_colourfulness():
-    from srin_cli.training.loop import saturation_loss
+    from srin_cli.training.losses import saturation_loss
 
     torch.manual_seed(0)
     comp = torch.rand(2, 3, 16, 16) * 0.8 + 0.1
@@ -245,7 +248,8 @@ def test_gated_loss_with_pasted_composites():
     """Cut-and-paste items count only through the saturation term, weighted by their share of the batch; a batch
     without them has the loss it had before the recipe knew them."""
     from srin_cli.build import build_model
-    from srin_cli.training.loop import TrainConfig, gated_loss, saturation_loss
+    from srin_cli.training.loop import TrainConfig
+    from srin_cli.training.losses import gated_loss, saturation_loss
 
     torch.manual_seed(0)
     cfg = TrainConfig(data="x", out="y", mse_weight=1.0, grey_weight=2.0, gate_target="helps", pasted_weight=3.0)
@@ -289,7 +293,8 @@ def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
     """--second-pass w: the loss is the one-pass loss plus w x the same terms for the network run again on the
     composite its first step moved (that step without gradient); 0 leaves the loss as it was."""
     from srin_cli.modeling.unet import apply_affine, composite
-    from srin_cli.training.loop import TrainConfig, _gate_terms, gated_loss
+    from srin_cli.training.loop import TrainConfig
+    from srin_cli.training.losses import _gate_terms, gated_loss
 
     model, batch = _second_look_case()
     cfg = TrainConfig(data="x", out="y", mse_weight=1.0, gate_target="helps")
@@ -314,7 +319,8 @@ def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
 def test_unrolled_second_look_has_the_same_loss_and_a_gradient_through_the_first_step():
     """--unroll: the same loss value (same draws), but the second look's gradient also reaches the first pass
     through the first step, so the weights' gradients differ from the detached first step's."""
-    from srin_cli.training.loop import TrainConfig, gated_loss
+    from srin_cli.training.loop import TrainConfig
+    from srin_cli.training.losses import gated_loss
 
     model, batch = _second_look_case()
     grads, losses = {}, {}
@@ -359,7 +365,8 @@ def test_train_only_gate_moves_the_gate_and_nothing_else(tmp_path):
     import pytest
 
     from srin_cli.build import build_model, load_model
-    from srin_cli.training.loop import TrainConfig, train, trainable_parameters
+    from srin_cli.training.loop import TrainConfig, train
+    from srin_cli.training.state import trainable_parameters
 
     a = _photo_set(tmp_path / "a", 6, seed=1)
     common = dict(data=str(a), widths=[8, 16], image_size=32, batch_size=4, untouched=0.3, degrade=0.5, gate=True,
@@ -402,7 +409,9 @@ def _make_pairs(root, n=3, size=32):
 def test_run_epoch_steps_once_per_batch_and_sums_the_loss():
     """One pass: an optimizer step per batch, the weight average follows, the loss summed over the images."""
     from srin_cli.build import build_model
-    from srin_cli.training.loop import WeightAverage, gated_loss, run_epoch
+    from srin_cli.training.state import WeightAverage
+    from srin_cli.training.losses import gated_loss
+    from srin_cli.training.loop import run_epoch
 
     torch.manual_seed(0)
     model = build_model("srin", widths=(4, 8), image_size=16)
@@ -431,7 +440,7 @@ def test_validation_keeps_its_items_and_scores_as_a_fresh_loader(tmp_path):
     from srin_cli.build import build_model
     from srin_cli.segmentation import create_segmenter
     from srin_cli.training.distributed import Dist
-    from srin_cli.training.loop import ValSet, validate
+    from srin_cli.training.validation import ValSet, validate
 
     val = tmp_path / "val"
     _make_pairs(val)

@@ -133,7 +133,7 @@ class Recipe:
     ``pasted``: share of items that are a real cut-and-paste composite instead: another training photo's object,
     as photographed, pasted onto this photo (``pasted`` = 1 in the item). There is no true harmonized image for
     them (``real`` is the composite itself): training asks of them only that the output keeps the object's
-    colourfulness (training.loop.saturation_loss), so a natural object is not washed out to fit a new scene.
+    colourfulness (training.losses.saturation_loss), so a natural object is not washed out to fit a new scene.
     """
 
     untouched: float = 0.0

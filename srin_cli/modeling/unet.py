@@ -14,7 +14,7 @@ composite unchanged, and the exported transform already carries a (nothing chang
 With ``second_pass_bias`` (inference only) the network looks twice: it runs again on its first output, with its
 own gate bias, and the two transforms are composed into one (:func:`compose_affine`); what goes downstream is
 still one 12-channel transform. Training can teach that second look (``srin train --second-pass``,
-``training.loop._second_look``).
+``training.losses._second_look``).
 """
 from __future__ import annotations
 

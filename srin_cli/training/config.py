@@ -1,0 +1,83 @@
+"""What one training run is: :class:`TrainConfig` (every ``srin train`` option, and the recipe stages' options),
+written as ``config.json`` beside the run's checkpoints."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    data: str | list[str]
+    out: str
+    val: str | list[str] | None = None
+    norm: str = "srin"
+    epochs: int = 120
+    batch_size: int = 8
+    lr: float = 1e-3
+    image_size: int = 256
+    seed: int = 0
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    limit: int | None = None
+    val_limit: int | None = None
+    workers: int = 0
+    device: str = "cpu"
+    segmenter: str = "felzenszwalb"
+    loss: str = "fn-l1"
+    global_branch: bool = False
+    threads: int | None = None
+    regions: int = 0
+    onnx: bool = True  # write model.onnx (the fast CPU path) next to model.pt at the end
+    norm_levels: list[int] = field(default_factory=lambda: [0, 1])
+    # the training recipe (datasets.Recipe): shares of untouched and mildly recoloured pairs, same-kind
+    # references, crop/flip augmentation
+    untouched: float = 0.0
+    mild: float = 0.0
+    same_kind: float = 0.0
+    augment: bool = False
+    keep_chroma: float = 0.0
+    degrade: float = 0.0
+    pasted: float = 0.0
+    relight: float = 0.0  # share of changed pairs re-lit (light and camera) instead of recoloured
+    pasted_weight: float = 2.0  # weight of saturation_loss on the recipe's cut-and-paste composites
+    gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
+    chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
+    grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)
+    ema: float = 0.0  # decay of the weight average that is validated and saved (0: none)
+    mse_weight: float = 0.0  # weight of a foreground-normalized squared-error term added to ``loss`` (fn_mse)
+    # what the gate is taught (gate_target): "changed" (was the pair recoloured) or "helps" (the blend of the
+    # correction that brings the output closest to the real photo)
+    gate_target: str = "changed"
+    init: str | None = None  # start from this checkpoint's weights (those whose names and shapes match)
+    segmenter_options: dict = field(default_factory=dict)  # create_segmenter(segmenter, **options)
+    maps: str | None = None  # label maps of the training photos (read, missing ones saved)
+    # which weights move: "all", or "gate" (only the gate head; the colour transform stays as initialised)
+    train_only: str = "all"
+    # weight of a second look's loss (0: off): models with a gate are also taught the inference-time second pass
+    # (unet.UNetConfig.second_pass_bias) on their own partly corrected composites (_second_look)
+    second_pass: float = 0.0
+    # the second look's gradient also flows back through the first step into the first pass (the two passes are
+    # trained as one; off: the first step is a fixed input of the second look)
+    unroll: bool = False
+
+    def data_roots(self) -> list[str]:
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
+    def val_roots(self) -> list[str]:
+        return [] if not self.val else [self.val] if isinstance(self.val, str) else list(self.val)
+
+    def milestones(self) -> list[int]:
+        return [round(self.epochs * 100 / 120), round(self.epochs * 110 / 120)]
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate for 0-based ``epoch``: x0.1 from each milestone on (MultiStepLR semantics)."""
+        return self.lr * 0.1 ** sum(epoch >= m for m in self.milestones())
+
+
+def saved_loss(out: str | Path) -> str | None:
+    """The loss a run folder was trained with (its config.json; runs from before --loss existed used l1)."""
+    try:
+        return json.loads((Path(out) / "config.json").read_text()).get("loss", "l1")
+    except (OSError, ValueError, AttributeError):
+        return None

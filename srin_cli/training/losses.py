@@ -1,0 +1,185 @@
+"""The training objective: the reconstruction losses (:data:`srin_cli.registry.LOSSES`), the colour terms, what a
+gate is taught (:data:`srin_cli.registry.GATE_TARGETS`) and :func:`gated_loss`, one batch's loss."""
+from __future__ import annotations
+
+import torch
+
+from ..modeling.unet import apply_affine, composite
+from ..registry import GATE_TARGETS, LOSSES
+from .config import TrainConfig
+
+
+def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``l1``: the paper's L1 over the whole image. ``fn-l1``: foreground-normalized L1 (the L1 summed over
+    the image divided by the foreground area, at least 1 % of the image, as FN-MSE in Sofiiuk et al. 2021),
+    so a small object weighs as much as a large one."""
+    if name == "l1":
+        return torch.nn.functional.l1_loss(pred, real)
+    if name == "fn-l1":
+        return ((pred - real).abs().sum(dim=(1, 2, 3)) / _foreground_values(pred, mask)).mean()
+    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+
+
+def fn_mse(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Foreground-normalized squared error (FN-MSE, Sofiiuk et al. 2021): the squared error summed over the image
+    divided by the foreground area (at least 1 % of the image) and the channels, averaged over the batch. fMSE,
+    the metric, is this on the 0-255 scale; L1 alone rewards the median where the metric rewards the mean."""
+    return (((pred - real) ** 2).sum(dim=(1, 2, 3)) / _foreground_values(pred, mask)).mean()
+
+
+def _foreground_values(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What the foreground-normalized losses divide by, per image: foreground pixels (at least 1 % of the
+    image) x channels."""
+    return mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * mask[0].numel()) * pred.shape[1]
+
+
+def gate_target(kind: str, comp: torch.Tensor, corrected: torch.Tensor, real: torch.Tensor, mask: torch.Tensor,
+                changed: torch.Tensor) -> torch.Tensor:
+    """What the gate's confidence a is taught, per composite (B).
+
+    ``changed``: 1 for a recoloured pair, 0 for an untouched one. ``helps``: the share a* in [0, 1] of the
+    correction d = T(I) - I that brings I + a d closest to the real photo R over the foreground (least squares:
+    a* = <d, R - I> / <d, d>, clipped): 0 for an untouched pair (R = I) and also where the correction points
+    the wrong way, 1 where all of it helps. The first teaches "was this recoloured", the second "will my
+    correction make it better", which is what a pair made worse than its composite fails."""
+    if kind == "changed":
+        return changed
+    if kind != "helps":
+        raise ValueError(f"unknown gate target {kind!r}; choose one of {', '.join(GATE_TARGETS)}")
+    d = (corrected - comp).detach() * mask
+    r = (real - comp).detach() * mask  # a target, never a path for gradients (comp is moved by --unroll's first step)
+    num = (d * r).sum(dim=(1, 2, 3))
+    den = (d * d).sum(dim=(1, 2, 3))
+    return torch.where(den > 1e-8, num / den.clamp_min(1e-8), torch.zeros_like(num)).clamp(0.0, 1.0)
+
+
+def _chroma(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel chroma B x H x W in an opponent space (R-G, (R+G)/2-B)."""
+    a = x[:, 0] - x[:, 1]
+    b = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
+    return torch.sqrt(a * a + b * b + 1e-6)
+
+
+def chroma_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """|mean foreground chroma of pred - that of real|, per image, averaged: penalises washing colour out (and
+    over-saturating) without asking for a particular hue."""
+    m = mask[:, 0]
+    area = m.sum(dim=(1, 2)).clamp_min(1.0)
+    return (((_chroma(pred) - _chroma(real)) * m).sum(dim=(1, 2)) / area).abs().mean()
+
+
+def grey_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Chroma lost pixel by pixel: mean over the foreground of max(0, chroma(real) - chroma(pred)), per image,
+    averaged. One-sided and per pixel, so the "desaturated middle" that L1 prefers under hue ambiguity costs
+    even where other pixels of the same object were over-saturated (which :func:`chroma_loss` would net out)."""
+    m = mask[:, 0]
+    area = m.sum(dim=(1, 2)).clamp_min(1.0)
+    return ((torch.relu(_chroma(real) - _chroma(pred)) * m).sum(dim=(1, 2)) / area).mean()
+
+
+def saturation_loss(pred: torch.Tensor, comp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Colourfulness lost against the composite itself: max(0, s(comp) - s(pred)) per image, averaged, with s the
+    foreground's mean saturation (opponent chroma over brightness + 0.02). Brightening, darkening and a change of
+    hue are free; washing the object out is not. For cut-and-paste composites, which have no true image."""
+    m = mask[:, 0]
+    area = m.sum(dim=(1, 2)).clamp_min(1.0)
+
+    def mean_saturation(x: torch.Tensor) -> torch.Tensor:
+        return ((_chroma(x) / (x.mean(dim=1) + 0.02)) * m).sum(dim=(1, 2)) / area
+
+    return torch.relu(mean_saturation(comp) - mean_saturation(pred)).mean()
+
+
+def _colour_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The chroma, grey and squared-error terms with their weights (0 when all are off)."""
+    out = pred.new_zeros(())
+    if cfg.mse_weight:
+        out = out + cfg.mse_weight * fn_mse(pred, real, mask)
+    if cfg.chroma_weight:
+        out = out + cfg.chroma_weight * chroma_loss(pred, real, mask)
+    if cfg.grey_weight:
+        out = out + cfg.grey_weight * grey_loss(pred, real, mask)
+    return out
+
+
+def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
+    """The training objective for one batch.
+
+    Without a gate: ``cfg.loss`` on the output (+ the weighted :func:`chroma_loss` and :func:`grey_loss`). With a gate
+    (output I + a (T(I) - I)): the same on the gated output, plus the loss of the ungated T on the pairs that
+    were recoloured (so T learns the whole correction even where a hesitates) and a binary cross-entropy that
+    teaches a whether the pair was recoloured. Cut-and-paste composites of the recipe (``pasted``) have no true
+    image: they get only :func:`saturation_loss` (weight ``cfg.pasted_weight``), the pairs everything else, each
+    part weighted by its share of the batch.
+    """
+    core = model.module if hasattr(model, "module") else model
+    comp, mask, real = batch["composite"], batch["mask"], batch["real"]
+    pasted = batch["pasted"].view(-1) > 0.5 if "pasted" in batch else torch.zeros(comp.shape[0], dtype=torch.bool, device=comp.device)
+    paired = ~pasted  # pairs with a true image; the rest are cut-and-paste composites (saturation_loss only)
+    if not core.config.gate:
+        pred = model(comp, mask, batch["semantic"])
+        if not pasted.any():
+            return _paired_terms(cfg, pred, real, mask)
+        return _shared(pasted, _paired_terms(cfg, pred[paired], real[paired], mask[paired]) if paired.any() else None,
+                       _pasted_term(cfg, pred, comp, mask, pasted))
+    semantic = batch["semantic"]
+    params, logit = model(comp, mask, semantic, parts=True)
+    alpha = torch.sigmoid(logit)[:, :, None, None]
+    pred = composite(apply_affine(params * alpha, comp), comp, mask)
+    term = _pasted_term(cfg, pred, comp, mask, pasted)
+    if pasted.any():
+        comp, mask, real, pred, params, logit, semantic = (t[paired] for t in (comp, mask, real, pred, params, logit, semantic))
+    if not paired.any():
+        return _shared(pasted, None, term)
+    changed = batch["changed"].view(-1)[paired]
+    loss = _gate_terms(cfg, comp, mask, real, pred, params, logit, changed)
+    if cfg.second_pass > 0:
+        loss = loss + cfg.second_pass * _second_look(cfg, model, comp, mask, real, semantic, params, logit, changed)
+    return _shared(pasted, loss, term)
+
+
+def _gate_terms(cfg: "TrainConfig", comp, mask, real, pred, params, logit, changed) -> torch.Tensor:
+    """A gated model's loss on its paired items: ``cfg.loss`` (+ colour terms) on the gated output, half of
+    ``cfg.loss`` on the ungated transform of the recoloured pairs, 0.1 x the gate's cross-entropy."""
+    loss = _paired_terms(cfg, pred, real, mask)
+    raw = composite(apply_affine(params, comp), comp, mask)
+    keep = changed > 0.5
+    if keep.any():
+        loss = loss + 0.5 * compute_loss(cfg.loss, raw[keep], real[keep], mask[keep])
+    target = gate_target(cfg.gate_target, comp, raw, real, mask, changed)
+    return loss + 0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit.view(-1), target)
+
+
+def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, logit, changed) -> torch.Tensor:
+    """The loss of a second pass, as the model runs it at inference with ``second_pass_bias``: the network looks
+    again at the composite its first pass moved, and is taught the same as on a composite (real photo the target).
+
+    The first step is the first pass's own transform scaled by its gate with a bias drawn per item from [-3, 0], so
+    the second pass sees foregrounds its first step brought anywhere from a little to all the way; an untouched
+    pair moved by a mistaken first step is to be moved back. The first step is a fixed input (no gradient through
+    it) unless ``cfg.unroll``: then the second look's loss also teaches the first pass a step the second can finish."""
+    bias = -3.0 * torch.rand(comp.shape[0], 1, device=comp.device)
+    if not cfg.unroll:
+        params, logit = params.detach(), logit.detach()
+    step = params * torch.sigmoid(logit + bias)[:, :, None, None]
+    moved = composite(apply_affine(step, comp), comp, mask)
+    params2, logit2 = model(moved, mask, semantic, parts=True)
+    pred2 = composite(apply_affine(params2 * torch.sigmoid(logit2)[:, :, None, None], moved), moved, mask)
+    return _gate_terms(cfg, moved, mask, real, pred2, params2, logit2, changed)
+
+
+def _paired_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
+
+
+def _pasted_term(cfg: "TrainConfig", pred, comp, mask, pasted: torch.Tensor) -> torch.Tensor | None:
+    return cfg.pasted_weight * saturation_loss(pred[pasted], comp[pasted], mask[pasted]) if pasted.any() else None
+
+
+def _shared(pasted: torch.Tensor, paired_loss: torch.Tensor | None, pasted_loss: torch.Tensor | None) -> torch.Tensor:
+    """The batch's loss: each part (a mean over its own items) weighted by its share of the batch. Without
+    cut-and-paste composites this is the paired loss unchanged."""
+    if pasted_loss is None:
+        return paired_loss
+    share = pasted.float().mean()
+    return share * pasted_loss if paired_loss is None else (1 - share) * paired_loss + share * pasted_loss
