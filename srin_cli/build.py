@@ -1,10 +1,12 @@
 """Builders, the registry of shipped models, and self-describing checkpoints.
 
-A checkpoint is a plain dict ``{format, version, srin_version, config, state_dict, summary, weights_sha256}``
-that loads with ``torch.load(..., weights_only=True)``: nothing in it can run code, and loading rebuilds the
-architecture from ``config`` with no flags repeated. ``weights_sha256`` (:func:`weights_digest`) is verified on
-load, and the zip container's CRC-32s are checked first, so flipped bytes are refused rather than run;
-checkpoints from before the digest existed are checked by their CRCs only.
+A checkpoint is a plain dict ``{format, version, srin_version, config, state_dict, summary, weights_sha256,
+config_sha256}`` that loads with ``torch.load(..., weights_only=True)``: nothing in it can run code, and loading
+rebuilds the architecture from ``config`` with no flags repeated. ``weights_sha256`` (:func:`weights_digest`) and
+``config_sha256`` (:func:`srin_cli.model_config.config_digest`) are verified on load, and the zip container's
+CRC-32s are checked first, so flipped bytes are refused rather than run; checkpoints from before a digest existed
+are checked by their CRCs only. The config is checked too (known keys, sane ranges: :mod:`srin_cli.model_config`)
+before anything is built from it, and must fit the weights' shapes.
 """
 from __future__ import annotations
 
@@ -19,12 +21,14 @@ import torch
 from . import __version__
 from .errors import CheckpointError, first_line
 from .files import atomic_write
+from .model_config import check_config, config_digest
 from .modeling.unet import HarmonizationUNet, UNetConfig
 from .registry import MODELS, shipped_model_path  # noqa: F401 - shipped_model_path: kept importable from here
 
 CHECKPOINT_FORMAT = "srin-checkpoint"
 CHECKPOINT_VERSION = 1
 DIGEST_KEY = "weights_sha256"
+CONFIG_DIGEST_KEY = "config_sha256"  # the config's digest (model_config.config_digest): checked like the weights'
 
 
 def weights_digest(state_dict: dict) -> str:
@@ -58,6 +62,7 @@ def save_checkpoint(path: str | os.PathLike, model: HarmonizationUNet, summary: 
         "state_dict": state,
         "summary": summary or {},
         DIGEST_KEY: weights_digest(state),
+        CONFIG_DIGEST_KEY: config_digest(model.config.to_dict()),
     }
     if extra:
         payload.update(extra)
@@ -105,6 +110,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         if actual != expected:
             raise CheckpointError(f"refusing to load {path}: its weights do not match their SHA-256 digest "
                                   "(the file is damaged or was altered)")
+    config = check_config(payload.get("config"), str(path), known=tuple(UNetConfig.__dataclass_fields__))
+    expected = payload.get(CONFIG_DIGEST_KEY)
+    if expected is not None and config_digest(config) != expected:  # older checkpoints: their config is checked only
+        raise CheckpointError(f"refusing to load {path}: its config does not match its SHA-256 digest "
+                              "(the file is damaged or was altered)")
     return payload
 
 

@@ -205,6 +205,10 @@ class Harmonizer(HarmonizationMethod):
         if backend != "torch" and device == "cpu":
             fast = open_onnx(path, threads, why=why)
             if fast is not None:
+                from .model_config import check_config, check_onnx_inputs
+
+                check_config(fast.config, str(sidecar(path)))  # before its image_size sizes anything
+                check_onnx_inputs(fast.session.get_inputs(), fast.config, str(sidecar(path)))
                 return cls(fast, fast.config, segmenter, "onnx")
             if backend == "onnx":
                 if why:

@@ -246,3 +246,88 @@ def test_onnx_runtime_writes_nothing_under_home_and_says_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert list(home.rglob("*")) == []  # no ~/.cache/Microsoft/DeveloperTools/.onnxruntime
     assert r.stderr.strip().splitlines() == [ln for ln in r.stderr.strip().splitlines() if ln.startswith("10 images written")]
+
+
+# ---------------------------------------------------------------- 5. a checkpoint's config is checked and digested
+
+
+def test_known_config_keys_are_the_models_fields():
+    from srin_cli.model_config import KNOWN_KEYS
+    from srin_cli.modeling.unet import UNetConfig
+
+    assert set(KNOWN_KEYS) == set(UNetConfig.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"image_size": 4096}, "invalid image_size: 4096 (allowed: 16-1024)"),
+    ({"image_size": 100000}, "invalid image_size"),
+    ({"image_size": "64"}, "invalid image_size"),
+    ({"image_size": 0}, "invalid image_size"),
+    ({"gate_bias": float("nan")}, "invalid gate_bias"),
+    ({"widths": [4, 8, -8, 8]}, "invalid widths"),
+    ({"norm": "batchnorm"}, "invalid norm"),
+    ({"surprise": 1}, "unknown key(s) 'surprise'"),
+    ({"widths": [4, 8, 8, 16]}, "does not match its config"),  # the weights' shapes
+])
+def test_a_checkpoint_config_out_of_range_or_unknown_is_refused(tmp_path, tiny_checkpoint, change, fragment):
+    import torch
+
+    from srin_cli.build import read_checkpoint
+    from srin_cli.model_config import config_digest
+
+    payload = read_checkpoint(tiny_checkpoint)
+    assert payload["config_sha256"] == config_digest(payload["config"])
+    payload["config"] = {**payload["config"], **change}
+    payload["config_sha256"] = config_digest(payload["config"])  # rewritten consistently: the checks still refuse it
+    torch.save(payload, tmp_path / "bad.pt")
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    one_line_error(run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "bad.pt"), fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_altered_config_is_refused_by_its_digest(tmp_path, tiny_checkpoint):
+    import torch
+
+    from srin_cli.build import read_checkpoint
+
+    payload = read_checkpoint(tiny_checkpoint)
+    payload["config"] = {**payload["config"], "image_size": 96}  # sane, but not what was saved
+    torch.save(payload, tmp_path / "altered.pt")
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    one_line_error(run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "altered.pt"),
+                   "config does not match its SHA-256 digest")
+    del payload["config_sha256"]  # a checkpoint from before the config digest: loads, its config checked
+    torch.save(payload, tmp_path / "older.pt")
+    r = run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "older.pt", "-q")
+    assert r.exit_code == 0, r.output
+
+
+def test_an_onnx_file_whose_config_disagrees_with_its_graph_is_refused(tmp_path):
+    from srin_cli.harmonizer import Harmonizer
+    from srin_cli.errors import CheckpointError
+    from srin_cli.onnx_backend import OnnxTransform
+    from srin_cli.registry import shipped_model_path
+    import srin_cli.onnx_backend as backend
+
+    real_open = backend.open_onnx
+
+    def lying(*args, **kwargs):
+        fast = real_open(*args, **kwargs)
+        return OnnxTransform(fast.session, {**fast.config, "image_size": 256})
+
+    backend.open_onnx = lying
+    try:
+        with pytest.raises(CheckpointError, match="does not match the network's input"):
+            Harmonizer.from_checkpoint(shipped_model_path("default"), backend="onnx")
+    finally:
+        backend.open_onnx = real_open
+
+
+def test_shipped_checkpoints_carry_a_config_digest():
+    from srin_cli.build import read_checkpoint, shipped_model_path
+    from srin_cli.model_config import config_digest
+    from srin_cli.registry import MODELS
+
+    for name in MODELS:
+        payload = read_checkpoint(shipped_model_path(name))
+        assert payload["config_sha256"] == config_digest(payload["config"]), name
