@@ -77,11 +77,12 @@ class Pipeline:
 
     def run(self, items: list[Item], load: Callable[[Item], CarriesComposite | None],
             finish: Callable[[Item, CarriesComposite | None], bool], describe: Callable[[Item], str], progress,
-            on_failure: Callable[[str, str], None], label: str) -> BatchReport:
-        """``load`` each item (in loader threads), run the network once per group, then ``finish`` each one."""
+            on_failure: Callable[[str, str], None], label: str, cost: Callable | None = None) -> BatchReport:
+        """``load`` each item (in loader threads), run the network once per group, then ``finish`` each one.
+        ``cost``: an item's pixels from its files' headers (default: its composite's), which bound the loading ahead."""
         return run_batch(items, finish, describe, progress, on_failure, label, load=load, workers=self.workers,
                          batch=self.batch, before=self.predict if self.batch > 1 else None,
-                         cost=lambda item: header_pixels(item.composite), max_cost=limits.IN_FLIGHT_PIXELS)
+                         cost=cost or (lambda item: header_pixels(item.composite)), max_cost=limits.IN_FLIGHT_PIXELS)
 
 
 @dataclass
@@ -102,10 +103,12 @@ class OutputOptions:
 
 
 def harmonize_items(pipeline: Pipeline, items: list[Item], output: OutputOptions, progress,
-                    on_failure: Callable[[str, str], None], written: list[str] | None = None) -> tuple[BatchReport, list[str]]:
+                    on_failure: Callable[[str, str], None], written: list[str] | None = None,
+                    on_result: Callable | None = None) -> tuple[BatchReport, list[str]]:
     """Harmonize every item into ``output.out`` (skipping outputs that exist unless ``overwrite``).
     Returns the batch report and the written paths, in order; ``written`` (a list of the caller's) is filled
-    as files are written, so an interrupted batch still knows them."""
+    as files are written, so an interrupted batch still knows them. ``on_result(item, composite, mask,
+    harmonized, target)`` hears of each image written (the composite is then kept: one more copy per image)."""
     written = [] if written is None else written
 
     def load(item: Item) -> OutputJob:
@@ -118,11 +121,14 @@ def harmonize_items(pipeline: Pipeline, items: list[Item], output: OutputOptions
     def finish(item: Item, job: OutputJob) -> bool:
         if job.composite is None:
             return False
-        # the composite is not needed after this: the result goes into its buffer (no copy of the photo)
-        harmonized = pipeline.harmonized(job.composite, in_place=True)
+        # unless on_result reads it, the composite is not needed after this: the result goes into its buffer
+        # (no copy of the photo)
+        harmonized = pipeline.harmonized(job.composite, in_place=on_result is None)
         with interrupts_held():  # the file and its entry in `written` together
             write_image(job.target, harmonized, output.quality)
             written.append(str(job.target))
+        if on_result is not None:
+            on_result(item, job.composite.image, job.composite.mask, harmonized, job.target)
         return True
 
     report = pipeline.run(items, load, finish, lambda i: str(i.composite), progress, on_failure, "harmonize")

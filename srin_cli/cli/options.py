@@ -58,6 +58,14 @@ MatchOpt = Annotated[str, registry_option(MATCH_RULES, help="Mask pairing rule")
 FormatOpt = Annotated[str, registry_option(OUTPUT_FORMATS, "--format", help="Output format", rich_help_panel=OUTPUT)]
 MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images (and masks, maps) larger than this many pixels, from their header, before decoding them (peak memory grows with the pixel count: see the README).")]
 MaskSuffixOpt = Annotated[str, typer.Option("--mask-suffix", help="For --match suffix: x.jpg pairs with x<suffix>.png.")]
+ReviewOpt = Annotated[Optional[Path], typer.Option(
+    "--report", metavar="FILE.html", rich_help_panel=OUTPUT, show_default=False,
+    help="Write a review page: composite | harmonized pairs, the images srin changed most first, with each one's "
+         "foreground colour change (mean CIELAB Delta E, chroma and lightness change; also in --json and --numbers).")]
+NumbersOpt = Annotated[Optional[Path], typer.Option(
+    "--numbers", metavar="FILE.csv", rich_help_panel=OUTPUT, show_default=False,
+    help="Write each harmonized image's foreground colour change as a CSV (delta_e, chroma_change, "
+         "lightness_change), so a pipeline can flag images for a person to look at.")]
 
 SegmenterOpt = Annotated[str, registry_option(SEGMENTERS, help="Semantic maps from", rich_help_panel=SEG)]
 ModelSegmenterOpt = Annotated[Optional[str], registry_option(
