@@ -127,8 +127,8 @@ def test_a_run_builds_its_own_command_only():
     from srin_cli.cli.main import LazyCommands
 
     group = typer.main.get_command(app)
-    assert isinstance(group.commands, LazyCommands) and list(group.commands) == ["segment", "harmonize", "evaluate", "train"]
+    assert isinstance(group.commands, LazyCommands) and list(group.commands) == ["segment", "harmonize", "compose", "evaluate", "train"]
     ctx = group.make_context("srin", ["harmonize", "x"], resilient_parsing=True)
     assert group.get_command(ctx, "harmonize").name == "harmonize" and group.get_command(ctx, "nope") is None
     assert list(group.commands._built) == ["harmonize"]
-    assert [c.name for c in group.commands.values()] == ["segment", "harmonize", "evaluate", "train"]
+    assert [c.name for c in group.commands.values()] == ["segment", "harmonize", "compose", "evaluate", "train"]

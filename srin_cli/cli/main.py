@@ -14,6 +14,7 @@ from typer.core import TyperCommand, TyperGroup
 from .. import __version__
 from .coercion import QuickParams
 from .common import quick_exit_allowed
+from .compose import compose
 from .evaluate import evaluate
 from .harmonize import harmonize
 from .segment import segment
@@ -166,13 +167,14 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_
 SHORT_HELP = {
     segment: "Semantic label maps, once (reusable).",
     harmonize: "Harmonize composites (one image per input).",
+    compose: "Paste cut-outs onto scenes and harmonize them.",
     evaluate: "Score against real images; quality gate, report.",
     train: "Train a model, option by option or by a recipe of stages (--recipe default).",
 }
 # the commands, registered on a Typer of their own so that typer does not build them all with the group:
 # OneLineErrors builds each when it is used (same settings as the app's)
 COMMANDS = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
-for command in (segment, harmonize, evaluate, train):
+for command in (segment, harmonize, compose, evaluate, train):
     COMMANDS.command(short_help=SHORT_HELP[command], cls=SrinCommand)(command)
 
 

@@ -1,0 +1,181 @@
+"""srin compose: paste cut-outs onto scenes and harmonize them (one pair, every cut-out on every scene, or a CSV)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, resolve_device
+from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaxChromaLossOpt, MaxPixelsOpt,
+                      MethodOpt, ModelOpt, ModelSegmenterOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, PointsOpt,
+                      QuietOpt, ReviewOpt, SamCheckpointOpt, SamModelOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
+
+PLACE = "Placement"
+
+
+def _only(value: str) -> str:
+    """--only's one value: composite (the composites and masks, no harmonizing)."""
+    if value != "composite":
+        fail(f"--only takes composite (the composites and masks, without harmonizing), got {value!r}")
+    return value
+
+
+COMPOSE_FIELDS = ["name", "cutout", "background", "composite", "mask", "harmonized", "delta_e", "chroma_change",
+                  "lightness_change"]
+
+
+def compose(
+    cutout: Annotated[Optional[Path], typer.Argument(metavar="CUTOUT", show_default=False, help="A cut-out: an image with transparency (a PNG with alpha), or a folder of them.")] = None,
+    background: Annotated[Optional[Path], typer.Argument(metavar="BACKGROUND", show_default=False, help="The scene: a photo, or a folder of them (every cut-out is placed on every scene).")] = None,
+    plan: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE.csv", show_default=False, help="The composites to make, one per row instead of CUTOUT BACKGROUND: columns cutout, background (required), x, y, height, scale, mask, name; an empty cell takes the option's value, paths are relative to the CSV.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: composite_images/NAME, masks/NAME.png and harmonized/NAME (NAME: CUTOUT_on_BACKGROUND), a layout srin harmonize and evaluate read.", rich_help_panel=OUTPUT)] = Path("composed"),
+    at: Annotated[Optional[str], typer.Option("--at", metavar="X,Y", show_default=False, rich_help_panel=PLACE, help="Where the cut-out's bottom centre goes (the anchor: objects stand on the ground): 0.5,0.9 (default) are fractions of the scene's width and height (a number with a decimal point), 640,900 are pixels (whole numbers).")] = None,
+    height: Annotated[Optional[str], typer.Option("--height", metavar="H", show_default=False, rich_help_panel=PLACE, help="The object's height: 0.4 of the scene's (default; narrower when that would make it wider than the scene), or pixels (300). The object is the box of the cut-out's visible pixels.")] = None,
+    cutout_scale: Annotated[Optional[float], typer.Option("--cutout-scale", metavar="S", show_default=False, rich_help_panel=PLACE, help="The object's size as a multiple of the cut-out's own (1: as is), instead of --height.")] = None,
+    mask: Annotated[Optional[Path], typer.Option("--mask", metavar="FILE", show_default=False, rich_help_panel=PLACE, help="The object's mask (white = object, soft edges blend), for a cut-out without transparency; the same size as the cut-out. Default: its alpha.")] = None,
+    only: Annotated[Optional[str], typer.Option("--only", parser=_only, metavar="composite", show_default=False, help="composite: write the composites and masks only, without harmonizing (no model is loaded).", rich_help_panel=OUTPUT)] = None,
+    method: MethodOpt = "model",
+    model: ModelOpt = "default",
+    checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint from srin train (overrides --model).", rich_help_panel=MODEL)] = None,
+    segmenter: ModelSegmenterOpt = None,
+    sam_checkpoint: SamCheckpointOpt = None,
+    sam_model: SamModelOpt = None,
+    points_per_side: PointsOpt = None,
+    pred_iou_thresh: IouOpt = None,
+    stability_score_thresh: StabilityOpt = None,
+    fmt: FormatOpt = "png",
+    quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs (1-100; png is lossless; masks are always png).", rich_help_panel=OUTPUT)] = 95,
+    overwrite: OverwriteOpt = False,
+    report: ReviewOpt = None,
+    numbers: NumbersOpt = None,
+    shard_spec: ShardOpt = None,
+    workers: Annotated[int, typer.Option(min=0, help="Threads that read, compose and segment ahead of the model (0: inline).")] = 2,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths, with each harmonized image's colour change.", rich_help_panel=OUTPUT)] = False,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    device: DeviceOpt = Device.auto,
+    backend: NetworkBackendOpt = "auto",
+    max_chroma_loss: MaxChromaLossOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Paste a cut-out onto a scene and harmonize it: srin compose bottle.png kitchen.jpg -o out.
+
+    Writes the composite, its mask and the harmonized image. A folder as CUTOUT or BACKGROUND places every
+    cut-out on every scene; --csv gives one composite per row. Existing outputs are skipped (a batch resumes);
+    a bad item fails with one line and the rest is written. Prints the written paths on stdout (or a JSON
+    summary with --json); progress and messages go to stderr.
+    """
+    from .harmonize import _print_written, print_outcome
+
+    written: list[str] = []
+    review = None
+    with handled_errors("srin compose"):
+        from ..batch import check_folders, check_writable, clean_stale_temp, refuse_file_as_folder, shard
+        from ..compose import (DEFAULT_AT, ComposeOutput, compose_items, output_files, parse_at, parse_number,
+                               plan_pairs, read_plan)
+        from ..errors import UsageError
+        from ..limits import set_max_pixels
+
+        set_max_pixels(max_pixels)
+        placement = parse_at(at) if at is not None else DEFAULT_AT
+        size = parse_number(height, "--height") if height is not None else None
+        if size is not None and cutout_scale is not None:
+            raise UsageError("give the object's --height or its --cutout-scale, not both")
+        if cutout_scale is not None and not cutout_scale > 0:
+            raise UsageError(f"--cutout-scale must be above 0, got {cutout_scale:g}")
+        harmonizing = only is None
+        if not harmonizing and (report is not None or numbers is not None):
+            raise UsageError("--report and --numbers show what harmonizing changed; they do not go with --only composite")
+        folders: list[tuple[str, Path]] = []  # input folders read in full: no output may go into them
+        if plan is not None:
+            if cutout is not None or background is not None:
+                raise UsageError("give CUTOUT BACKGROUND or --csv FILE, not both")
+            if mask is not None:
+                raise UsageError("--mask goes with one cut-out; a CSV gives each row's mask in its mask column")
+            items, single = read_plan(plan, placement, size, cutout_scale), False
+        else:
+            if cutout is None or background is None:
+                raise UsageError("give a CUTOUT and a BACKGROUND (files or folders), or --csv FILE")
+            if mask is not None and cutout.is_dir():
+                raise UsageError("--mask goes with one cut-out file; for cut-outs without transparency give a CSV "
+                                 "with a mask column")
+            cutouts, backgrounds = _images(cutout, "cut-outs"), _images(background, "backgrounds")
+            folders = [(what, p) for what, p in (("cut-outs", cutout), ("backgrounds", background)) if p.is_dir()]
+            items = plan_pairs(cutouts, backgrounds, mask, placement, size, cutout_scale)
+            single = not folders
+        items = shard(items, shard_spec, key=lambda i: i.name)
+        refuse_file_as_folder(out)
+        reports = [(option, p) for option, p in (("--report", report), ("--numbers", numbers)) if p is not None]
+        check_folders([("-o/--out", out)], folders, [(option, p.parent) for option, p in reports])
+        check_writable(out, "-o/--out")  # before any work: an unwritable folder is one usage error
+        for option, p in reports:
+            refuse_file_as_folder(p.parent, option)
+            check_writable(p.parent, option)
+        output = ComposeOutput(out, fmt, quality, overwrite, harmonizing)
+        pipeline = None
+        if harmonizing:
+            from .predictor import make_pipeline
+
+            dev = resolve_device(device)
+            pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter,
+                                     lambda name: segmenter_kwargs(name, sam_checkpoint, sam_model, points_per_side,
+                                                                   pred_iou_thresh, stability_score_thresh, None, None, dev),
+                                     batch=1 if single else batch, workers=workers, single=single, quiet=quiet)
+        clean_stale_temp([t for i in items if i.error is None for t in output_files(i, output)]
+                         + [p for _, p in reports])  # a killed run's temp files
+        on_result = None
+        if harmonizing and (report is not None or numbers is not None or as_json):
+            from ..review import Review
+
+            review = Review(pictures=report is not None)
+
+            def on_result(item, image, item_mask, harmonized, files):
+                review.add({"name": item.name, "cutout": str(item.cutout), "background": str(item.background),
+                            "composite": str(files[0]), "mask": str(files[1]), "harmonized": str(files[2])},
+                           image, harmonized, item_mask)
+        try:
+            with make_progress(quiet) as progress:
+                outcome = compose_items(pipeline, items, output, progress, failure_printer(progress, quiet), written,
+                                        on_result, single, workers)
+        except KeyboardInterrupt:
+            _print_written(written, out, as_json, interrupted=True)  # stdout still lists what was finished
+            raise
+        if review is not None:
+            _write_review(review, report, numbers, out, outcome, method, model, checkpoint, pipeline)
+    images = None
+    if review is not None and as_json:
+        from ..review import rounded
+
+        images = [rounded(r) for r in review.rows]
+    print_outcome(outcome, written, out, as_json, quiet, what="composites", images=images)
+    allow_quick_exit()
+    raise typer.Exit(outcome.exit_code)
+
+
+def _images(path: Path, what: str) -> list[Path]:
+    """A file, or a folder's images (sorted)."""
+    from ..data.io import list_images
+    from ..errors import InputError
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    found = list_images(path)
+    if not found:
+        raise InputError(f"no {what} found in {path}")
+    return found
+
+
+def _write_review(review, report: Path | None, numbers: Path | None, out: Path, outcome, method: str, model: str,
+                  checkpoint: Path | None, pipeline) -> None:
+    from .. import __version__
+    from ..review import write_numbers, write_review
+    from .predictor import made_by
+
+    if numbers is not None:
+        write_numbers(numbers, COMPOSE_FIELDS, review.rows)
+    if report is not None:
+        about = [("made by", made_by(method, model, checkpoint, pipeline)), ("srin version", __version__),
+                 ("composites", f"{len(review.rows)} harmonized in this run into {out}/, {outcome.skipped} skipped "
+                                f"(already there; not shown), {len(outcome.failures)} failed")]
+        write_review(report, review, f"srin compose: {out}", about, outcome.failures)
