@@ -116,15 +116,36 @@ def shipped_model_path(name: str):
 
 
 # label-map makers (srin_cli.segmentation). uses_device: it runs a network on --device; extra: the optional
-# part of srin it needs (pip install 'srin-cli[EXTRA]').
+# part of srin it needs (pip install 'srin-cli[EXTRA]'); options: which of the shared segmenter options
+# (:data:`SEGMENTER_OPTIONS`) it takes, as {option: its keyword argument}.
+DEFAULT_SEGMENTER = "felzenszwalb"
+_SAM_OPTIONS = {"sam_checkpoint": "checkpoint", "points_per_side": "points_per_side", "pred_iou_thresh": "pred_iou_thresh",
+                "stability_score_thresh": "stability_score_thresh"}
 SEGMENTERS = Registry("--segmenter", {
-    "felzenszwalb": Entry("srin_cli.segmentation.classical:FelzenszwalbSegmenter", "offline default",
-                          {"uses_device": False}),
+    DEFAULT_SEGMENTER: Entry("srin_cli.segmentation.classical:FelzenszwalbSegmenter", "offline default",
+                             {"uses_device": False, "options": {"scale": "scale", "min_size": "min_size"}}),
     "sam": Entry("srin_cli.segmentation.sam:SamSegmenter", "Segment Anything, needs --sam-checkpoint and srin-cli[sam]",
-                 {"uses_device": True, "extra": "sam"}),
+                 {"uses_device": True, "extra": "sam", "options": {**_SAM_OPTIONS, "sam_model": "model_type"}}),
     "sam2": Entry("srin_cli.segmentation.sam2:Sam2Segmenter", "SAM 2 (srin-cli[sam2]), needs --sam-checkpoint",
-                  {"uses_device": True, "extra": "sam2"}),
+                  {"uses_device": True, "extra": "sam2", "options": {**_SAM_OPTIONS, "sam_model": "model"}}),
 })
+#: every segmenter option the commands share (srin_cli.cli.options.SegmenterOptions), each taken by the segmenters
+#: whose ``options`` name it
+SEGMENTER_OPTIONS = ("sam_checkpoint", "sam_model", "points_per_side", "pred_iou_thresh", "stability_score_thresh",
+                     "scale", "min_size")
+
+
+def segmenter_kwargs(name: str, options: Mapping[str, Any] | None = None, device: str = "cpu") -> dict:
+    """The keyword arguments of segmenter ``name`` from the shared ``options`` (:data:`SEGMENTER_OPTIONS`): only
+    those set (not None) and taken by this segmenter, so the backends' own defaults stay the single source of
+    truth; ``device`` for the segmenters that run on one (``uses_device``)."""
+    info = SEGMENTERS[SEGMENTERS.check(name)].info
+    kwargs = {keyword: options[option] for option, keyword in info["options"].items()
+              if options and options.get(option) is not None}
+    if info["uses_device"]:
+        kwargs["device"] = device
+    return kwargs
+
 
 # how harmonize and evaluate recolour the foreground (srin_cli.harmonizer)
 METHODS = Registry("--method", {
@@ -141,30 +162,32 @@ NETWORK_BACKENDS = Registry("--backend", {
     "onnx": Entry(None, "ONNX Runtime, on the CPU"),
 })
 
-# training losses (srin_cli.training.losses); measured differences: BENCHMARKS.md
+# training losses: functions (pred, real, mask) -> scalar (srin_cli.training.losses); measured differences:
+# BENCHMARKS.md
 LOSSES = Registry("--loss", {
-    "l1": Entry(None, "the paper's, whole image"),
-    "fn-l1": Entry(None, "foreground-normalized L1, the default for new runs"),
+    "l1": Entry("srin_cli.training.losses:l1_loss", "the paper's, whole image"),
+    "fn-l1": Entry("srin_cli.training.losses:fn_l1_loss", "foreground-normalized L1, the default for new runs"),
 })
 
-# what a gated model's confidence is taught (srin_cli.training.losses)
+# what a gated model's confidence is taught: functions (comp, corrected, real, mask, changed) -> B targets
+# (srin_cli.training.losses)
 GATE_TARGETS = Registry("--gate-target", {
-    "changed": Entry(None, "was the pair recoloured"),
-    "helps": Entry(None, "how much of the model's own correction brings the output closer to the real photo: 0 where it points the wrong way"),
+    "changed": Entry("srin_cli.training.losses:changed_target", "was the pair recoloured"),
+    "helps": Entry("srin_cli.training.losses:helps_target", "how much of the model's own correction brings the output closer to the real photo: 0 where it points the wrong way"),
 })
 
-# which weights srin train moves (srin_cli.training.state.trainable_parameters)
+# which weights srin train moves: functions (model) -> the parameters the optimizer moves (srin_cli.training.state)
 TRAIN_ONLY = Registry("--train-only", {
-    "all": Entry(None, "every weight"),
-    "gate": Entry(None, "only the gate head; with --gate and --init the colour transform stays as trained while its gate learns again, e.g. on another recipe"),
+    "all": Entry("srin_cli.training.state:all_parameters", "every weight"),
+    "gate": Entry("srin_cli.training.state:gate_parameters", "only the gate head; with --gate and --init the colour transform stays as trained while its gate learns again, e.g. on another recipe"),
 })
 
-# mask pairing (srin_cli.data.pairing.mask_candidates)
+# mask pairing: functions (composite stem, --mask-suffix) -> the mask stems to try, in order (srin_cli.data.pairing)
 MATCH_RULES = Registry("--match", {
-    "auto": Entry(None, "same stem, then iHarmony4"),
-    "stem": Entry(None, "x.jpg pairs with masks/x.png"),
-    "suffix": Entry(None, "x.jpg pairs with masks/x<--mask-suffix>.png"),
-    "iharmony4": Entry(None, "c1_1_4.jpg pairs with masks/c1_1.png"),
+    "auto": Entry("srin_cli.data.pairing:auto_rule", "same stem, then iHarmony4"),
+    "stem": Entry("srin_cli.data.pairing:stem_rule", "x.jpg pairs with masks/x.png"),
+    "suffix": Entry("srin_cli.data.pairing:suffix_rule", "x.jpg pairs with masks/x<--mask-suffix>.png"),
+    "iharmony4": Entry("srin_cli.data.pairing:iharmony4_rule", "c1_1_4.jpg pairs with masks/c1_1.png"),
 })
 
 # which composites of an iHarmony4 folder (srin_cli.data.pairing.iharmony4_composites)

@@ -185,7 +185,7 @@ def test_gate_target_helps_is_the_best_blend_of_the_correction():
     assert got.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0], abs=1e-4)
     assert gate_target("changed", comp, corrected, real, mask, changed).tolist() == changed.tolist()
     assert gate_target("helps", comp, comp, real, mask, changed).tolist() == [0.0] * 4  # no correction: nothing to blend
-    with pytest.raises(ValueError, match="gate target"):
+    with pytest.raises(ValueError, match="--gate-target"):
         gate_target("sometimes", comp, corrected, real, mask, changed)
 
 

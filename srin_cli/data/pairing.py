@@ -60,15 +60,27 @@ def strip_parts(stem: str, max_parts: int = 2) -> list[str]:
 
 
 def mask_candidates(stem: str, rule: str, suffix: str = "_mask") -> list[str]:
-    if rule == "stem":
-        return [stem]
-    if rule == "suffix":
-        return [stem + suffix]
-    if rule == "iharmony4":
-        return strip_parts(stem, 1)[1:]
-    if rule == "auto":
-        return strip_parts(stem, 1)
-    raise UsageError(f"unknown match rule {rule!r}; choose one of {', '.join(MATCH_RULES)}")  # a new rule not handled here
+    """The mask stems to try for composite ``stem``, in order: the rule ``rule`` of
+    :data:`srin_cli.registry.MATCH_RULES`."""
+    if rule not in MATCH_RULES:
+        raise UsageError(MATCH_RULES.unknown(rule))
+    return MATCH_RULES.load(rule)(stem, suffix)
+
+
+def stem_rule(stem: str, suffix: str) -> list[str]:
+    return [stem]
+
+
+def suffix_rule(stem: str, suffix: str) -> list[str]:
+    return [stem + suffix]
+
+
+def iharmony4_rule(stem: str, suffix: str) -> list[str]:
+    return strip_parts(stem, 1)[1:]
+
+
+def auto_rule(stem: str, suffix: str) -> list[str]:
+    return strip_parts(stem, 1)
 
 
 class FolderIndex:

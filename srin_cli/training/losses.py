@@ -10,14 +10,19 @@ from .config import TrainConfig
 
 
 def compute_loss(name: str, pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``l1``: the paper's L1 over the whole image. ``fn-l1``: foreground-normalized L1 (the L1 summed over
-    the image divided by the foreground area, at least 1 % of the image, as FN-MSE in Sofiiuk et al. 2021),
-    so a small object weighs as much as a large one."""
-    if name == "l1":
-        return torch.nn.functional.l1_loss(pred, real)
-    if name == "fn-l1":
-        return ((pred - real).abs().sum(dim=(1, 2, 3)) / _foreground_values(pred, mask)).mean()
-    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    """The loss ``name`` of :data:`srin_cli.registry.LOSSES` (ValueError for another name)."""
+    return LOSSES.load(name)(pred, real, mask)
+
+
+def l1_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``l1``: the paper's L1 over the whole image."""
+    return torch.nn.functional.l1_loss(pred, real)
+
+
+def fn_l1_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``fn-l1``: foreground-normalized L1 (the L1 summed over the image divided by the foreground area, at least
+    1 % of the image, as FN-MSE in Sofiiuk et al. 2021), so a small object weighs as much as a large one."""
+    return ((pred - real).abs().sum(dim=(1, 2, 3)) / _foreground_values(pred, mask)).mean()
 
 
 def fn_mse(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -35,17 +40,22 @@ def _foreground_values(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def gate_target(kind: str, comp: torch.Tensor, corrected: torch.Tensor, real: torch.Tensor, mask: torch.Tensor,
                 changed: torch.Tensor) -> torch.Tensor:
-    """What the gate's confidence a is taught, per composite (B).
+    """What the gate's confidence a is taught, per composite (B): the target ``kind`` of
+    :data:`srin_cli.registry.GATE_TARGETS` (ValueError for another name). ``corrected``: the ungated transform's
+    output T(I); ``changed``: 1 for a recoloured pair, 0 for an untouched one."""
+    return GATE_TARGETS.load(kind)(comp, corrected, real, mask, changed)
 
-    ``changed``: 1 for a recoloured pair, 0 for an untouched one. ``helps``: the share a* in [0, 1] of the
-    correction d = T(I) - I that brings I + a d closest to the real photo R over the foreground (least squares:
-    a* = <d, R - I> / <d, d>, clipped): 0 for an untouched pair (R = I) and also where the correction points
-    the wrong way, 1 where all of it helps. The first teaches "was this recoloured", the second "will my
-    correction make it better", which is what a pair made worse than its composite fails."""
-    if kind == "changed":
-        return changed
-    if kind != "helps":
-        raise ValueError(f"unknown gate target {kind!r}; choose one of {', '.join(GATE_TARGETS)}")
+
+def changed_target(comp, corrected, real, mask, changed: torch.Tensor) -> torch.Tensor:
+    """``changed``: 1 for a recoloured pair, 0 for an untouched one ("was this recoloured")."""
+    return changed
+
+
+def helps_target(comp: torch.Tensor, corrected: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, changed) -> torch.Tensor:
+    """``helps``: the share a* in [0, 1] of the correction d = T(I) - I that brings I + a d closest to the real photo
+    R over the foreground (least squares: a* = <d, R - I> / <d, d>, clipped): 0 for an untouched pair (R = I) and
+    also where the correction points the wrong way, 1 where all of it helps ("will my correction make it
+    better", which is what a pair made worse than its composite fails)."""
     d = (corrected - comp).detach() * mask
     r = (real - comp).detach() * mask  # a target, never a path for gradients (comp is moved by --unroll's first step)
     num = (d * r).sum(dim=(1, 2, 3))

@@ -86,17 +86,22 @@ def start_state(cfg: TrainConfig, resume: bool, out: Path, device: torch.device,
     return StartState(model)
 
 
-
 def trainable_parameters(model: torch.nn.Module, which: str) -> list[torch.nn.Parameter]:
-    """The parameters the optimizer moves; with ``which="gate"`` every other weight is frozen (requires_grad off),
-    so a trained colour transform keeps what it computes while its gate learns again (e.g. on another recipe)."""
-    TRAIN_ONLY.check(which)
-    if which == "all":
-        return list(model.parameters())
+    """The parameters the optimizer moves: the rule ``which`` of :data:`srin_cli.registry.TRAIN_ONLY`."""
+    return TRAIN_ONLY.load(which)(model)
+
+
+def all_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """``all``: every weight moves."""
+    return list(model.parameters())
+
+
+def gate_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """``gate``: only the gate head moves; every other weight is frozen (requires_grad off), so a trained colour
+    transform keeps what it computes while its gate learns again (e.g. on another recipe)."""
     if getattr(model, "gate_head", None) is None:
         raise ValueError("--train-only gate needs a model with a gate (--gate)")
     gate = {id(p) for p in model.gate_head.parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in gate)
     return list(model.gate_head.parameters())
-
