@@ -259,3 +259,22 @@ def test_csv_rows_with_their_own_placement(tmp_path):
     plan.write_text("cutout,backgruond\na.png,s.png\n")
     r = run("compose", "--csv", plan, "-o", out)
     assert r.exit_code == 2 and "unknown column 'backgruond'" in r.output
+
+
+def test_readme_command_runs_as_written(tmp_path, monkeypatch):
+    import re
+    import shlex
+
+    from conftest import REPO
+
+    section = (REPO / "README.md").read_text().split("## Compose", 1)[1].split("\n## ", 1)[0]
+    command = shlex.split(re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " "))
+    assert command[:2] == ["srin", "compose"]
+    (tmp_path / "sample_inputs").symlink_to(REPO / "sample_inputs")
+    monkeypatch.chdir(tmp_path)  # the command writes out/ where it runs
+    r = run(*command[1:])
+    assert r.exit_code == 0, r.output
+    name = "a0002_on_image_100041"
+    for path in (f"out/composite_images/{name}.png", f"out/masks/{name}.png", f"out/harmonized/{name}.png"):
+        assert (tmp_path / path).is_file()
+    assert "docs/compose_example.jpg" in section and (REPO / "docs" / "compose_example.jpg").is_file()
