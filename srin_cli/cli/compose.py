@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, resolve_device
+from .common import (Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings,
+                     resolve_device)
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaxChromaLossOpt, MaxPixelsOpt,
                       MethodOpt, ModelOpt, ModelSegmenterOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, PointsOpt,
                       QuietOpt, ReviewOpt, SamCheckpointOpt, SamModelOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
@@ -78,6 +79,7 @@ def compose(
         from ..limits import set_max_pixels
 
         set_max_pixels(max_pixels)
+        mask_warnings(quiet)
         placement = parse_at(at) if at is not None else DEFAULT_AT
         size = parse_number(height, "--height") if height is not None else None
         if size is not None and cutout_scale is not None:

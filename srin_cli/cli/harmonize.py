@@ -9,7 +9,7 @@ import typer
 
 from ..errors import InputError
 from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, mask_warnings,
-                     print_failures, print_notes, print_path, resolve_device)
+                     print_failures, print_path, resolve_device)
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MaxChromaLossOpt, MaxPixelsOpt,
                       MethodOpt, MinSizeOpt, ModelOpt,
                       NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
