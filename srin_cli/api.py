@@ -9,7 +9,7 @@
     out = model.harmonize(image, mask)                  # H x W x 3 uint8; pixels where mask == 0 untouched
     labels = srin.segment(image)                        # H x W int32 label map (felzenszwalb)
     scores = srin.score(out, srin.read_image("real.jpg"), mask)  # {"mse", "fmse", "psnr", "fpsnr", "fg_ratio"}
-    image, mask = srin.compose("bottle.png", "kitchen.jpg", at=(0.5, 0.9), height=0.4)  # a cut-out on a scene
+    composite, composite_mask = srin.compose("bottle.png", "kitchen.jpg", at=(0.5, 0.9), height=0.4)  # a cut-out on a scene
 
 Everything here runs in the light install (no torch) with the shipped models; ``backend="torch"`` and
 ``device="cuda"`` need ``srin-cli[train]``, ``segment(..., segmenter="sam")`` needs ``srin-cli[sam]``.

@@ -86,6 +86,8 @@ def compose(
             raise UsageError("give the object's --height or its --cutout-scale, not both")
         if cutout_scale is not None and not cutout_scale > 0:
             raise UsageError(f"--cutout-scale must be above 0, got {cutout_scale:g}")
+        if size is not None and not size > 0:
+            raise UsageError(f"--height must be above 0, got {height}")
         harmonizing = only is None
         if not harmonizing and (report is not None or numbers is not None):
             raise UsageError("--report and --numbers show what harmonizing changed; they do not go with --only composite")
