@@ -37,7 +37,7 @@ from .errors import InputError, UsageError
 Number = Union[int, float]  # a float is a fraction of the scene, an int is pixels
 DEFAULT_AT = (0.5, 0.9)
 DEFAULT_HEIGHT = 0.4
-VISIBLE = 8  # alpha (0-255) from which a pixel counts as the object's: fainter specks are dropped
+VISIBLE = 8  # alpha (0-255) from which a pixel counts for the object's box: fainter specks outside it are dropped
 
 
 # ---------------------------------------------------------------- placement values

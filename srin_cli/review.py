@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 NUMBERS = ("delta_e", "chroma_change", "lightness_change")
-PICTURES = 200  # pairs shown as pictures (the page stays a few MB); the table lists every image
+PICTURES = 100  # pairs shown as pictures (about 5 MB of page); the table lists every image
 THUMB = 256  # longest side of a picture on the page
 SAMPLES = 256 * 256  # foreground pixels measured per image, at most about (the metrics' scoring size)
 
