@@ -331,3 +331,43 @@ def test_shipped_checkpoints_carry_a_config_digest():
     for name in MODELS:
         payload = read_checkpoint(shipped_model_path(name))
         assert payload["config_sha256"] == config_digest(payload["config"]), name
+
+
+# ---------------------------------------------------------------- 7. memory: masks read small, --batch bounded
+
+
+@pytest.mark.parametrize("kind,limit", [("16-bit", 4.0), ("rgba", 5.5), ("rgb", 4.5)])
+def test_a_huge_sixteen_bit_or_colour_mask_costs_a_few_bytes_per_pixel(tmp_path, kind, limit):
+    """A 12-MP mask for a 400x300 image: the decoded file plus about one byte a pixel (it was 19 bytes a pixel
+    for 16-bit masks, 6.5 for RGBA ones)."""
+    from test_hardening import MASK_SCRIPT
+
+    h, w = 3000, 4000
+    box = np.zeros((h, w), np.uint8)
+    box[750:2250, 1000:3000] = 255
+    if kind == "16-bit":
+        img = Image.fromarray(box.astype(np.uint16) * 257)
+    elif kind == "rgba":
+        img = _rgba(box, np.full(box.shape, 240))  # the mask in RGB under an almost opaque alpha
+    else:
+        img = Image.fromarray(np.dstack([box] * 3))
+    img.save(tmp_path / "m.png")
+    del img, box
+    r = subprocess.run([sys.executable, "-c", MASK_SCRIPT, str(tmp_path / "m.png")], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    grown, rest = r.stdout.split(" ", 1)
+    assert "(300, 400)" in rest and rest.strip().endswith("1.0 0.0"), rest
+    assert int(grown) < limit * h * w, f"read_mask grew the process by {int(grown) / (h * w):.1f} bytes a pixel"
+
+
+def test_sixteen_bit_masks_are_scaled_exactly_as_before(tmp_path):
+    from srin_cli.data.io import read_mask
+
+    rng = np.random.default_rng(0)
+    for top in (1, 255, 65535):
+        values = rng.integers(0, top + 1, (37, 41)).astype(np.uint16)
+        values[0, 0] = top
+        Image.fromarray(values).save(tmp_path / "m.png")
+        expected = np.clip(values.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        assert np.array_equal(read_mask(tmp_path / "m.png"), expected.astype(np.float32) / 255.0), top

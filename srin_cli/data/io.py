@@ -165,6 +165,25 @@ def _mask_of_rgba(img: Image.Image, path: Path) -> np.ndarray:
     return arr
 
 
+def _other_aspect(mh: int, mw: int, h: int, w: int) -> bool:
+    return abs(mh / mw - h / w) > 0.01 * (h / w)
+
+
+def _sixteen_bit_mask(img: Image.Image, rows: int = 256) -> np.ndarray:
+    """A 16-bit (or 32-bit integer) mask as HxW uint8, scaled by its largest value (1: a 0/1 label mask; up to
+    255: 0-255 values; else 0-65535) and rounded to nearest, converted a strip of ``rows`` rows at a time: 1 byte
+    a pixel beside the decoded file, never a float64 copy of it (8 bytes a pixel, twice)."""
+    top_value = img.getextrema()[1]
+    top = 1 if top_value == 1 else 255 if top_value <= 255 else 65535
+    width, height = img.size
+    arr = np.empty((height, width), np.uint8)
+    for y in range(0, height, rows):
+        strip = np.asarray(img.crop((0, y, width, min(height, y + rows))), dtype=np.int64)
+        np.clip(strip, 0, top, out=strip)
+        arr[y: y + rows] = (strip * 510 + top) // (2 * top)  # round(v / top * 255), exactly, in integers
+    return arr
+
+
 def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """HxW float32 in [0, 1]. ``size`` = (H, W) of the image it belongs to: a mask of another size with the
     same aspect ratio is resized (bilinear); a different aspect ratio is an error. A mask larger than its image
@@ -173,10 +192,14 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     path = Path(path)
     img = _open(path, size)
     mode = img.mode
+    if size is not None and img.mode in ("RGB", "RGBA", "LA"):
+        factor = min(img.size[1] // size[0], img.size[0] // size[1]) // 2
+        if factor >= 2 and not _other_aspect(img.size[1], img.size[0], *size):
+            # a colour mask 4+ times its image's side: reduced band by band (Image.reduce would first make a
+            # premultiplied copy of an RGBA image, 4 bytes a pixel), then read as usual
+            img = Image.merge(img.mode, [img.getchannel(band).reduce(factor) for band in img.getbands()])
     if img.mode in SIXTEEN_BIT:  # a 16-bit mask: 0/1 labels, or 0-255 / 0-65535 by its values (masks are near binary)
-        raw = np.asarray(img)
-        top = 1 if raw.max(initial=0) == 1 else 255 if raw.max(initial=0) <= 255 else 65535
-        arr = np.clip(raw.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        arr = _sixteen_bit_mask(img)
     elif img.mode == "F":
         arr = _to_uint8_array(img)
     elif img.mode in ("RGBA", "LA"):
@@ -189,7 +212,7 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     if size is not None and arr.shape != tuple(size):
         h, w = size
         mh, mw = arr.shape
-        if abs(mh / mw - h / w) > 0.01 * (h / w):
+        if _other_aspect(mh, mw, h, w):
             raise InputError(f"{path}: mask is {mw}x{mh} but the image is {w}x{h} (different aspect ratio)")
         factor = min(mh // h, mw // w) // 2
         if factor >= 2:  # a mask 4+ times the image's side: an 8-bit box reduction first, to 2-3 times its side
