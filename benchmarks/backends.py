@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from speed import best_of  # benchmarks/ is on sys.path when this script runs
 
-from srin_cli.build import load_model, shipped_model_path
 from srin_cli.onnx_backend import transform_module
+from srin_cli.predictor import Predictor
 
 
 def inputs(model, batch: int):
@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--batches", default="1,8")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, _ = load_model(args.checkpoint or shipped_model_path("default"))
+    model = Predictor.from_name_or_path(args.checkpoint or "default", backend="torch").method.model
     model.eval()
     net = transform_module(model).eval()
     print("| path | batch | images/s | max difference from eager |\n|---|---|---|---|")

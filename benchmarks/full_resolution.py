@@ -24,12 +24,11 @@ import cv2
 import numpy as np
 import torch
 
-from srin_cli.build import shipped_model_path
 from srin_cli.data.io import read_image, read_mask
 from srin_cli.evaluation import pairs_to_score
 from srin_cli.harmonizer import Harmonizer, blend
 from srin_cli.metrics import score
-from srin_cli.segmentation import create_segmenter
+from srin_cli.predictor import Predictor
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -88,8 +87,8 @@ def main():
     ap.add_argument("--no-24mp", action="store_true", help="skip the 24-megapixel timing")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    seg = create_segmenter("felzenszwalb")
-    h = Harmonizer.from_checkpoint(args.checkpoint or shipped_model_path(args.model), "cpu", seg)
+    predictor = Predictor.from_name_or_path(args.checkpoint or args.model)
+    h, seg = predictor.method, predictor.segmenter
     print("| set | path | fMSE | PSNR | detail fMSE |\n|---|---|---|---|---|")
     ad = SHARED / "hadobe5k_sample"
     sets = {

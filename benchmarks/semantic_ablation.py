@@ -18,11 +18,10 @@ import cv2
 import numpy as np
 import torch
 
-from srin_cli.build import shipped_model_path
 from srin_cli.data.io import read_image, read_mask
 from srin_cli.evaluation import pairs_to_score
-from srin_cli.harmonizer import Harmonizer
 from srin_cli.metrics import score, summarize
+from srin_cli.predictor import Predictor
 from srin_cli.segmentation import create_segmenter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -48,7 +47,7 @@ def main():
     ap.add_argument("--limit", type=int)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    h = Harmonizer.from_checkpoint(args.checkpoint or shipped_model_path("default"), "cpu")
+    h = Predictor.from_name_or_path(args.checkpoint or "default").method
     root = SHARED / "labelme_val"
     items = pairs_to_score(root, args.limit)[0]
     data = []

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import torch
 
-from srin_cli.build import gflops, shipped_model_path
+from srin_cli.build import gflops
 from srin_cli.data.io import encode_image, read_image, read_mask
-from srin_cli.harmonizer import Harmonizer
+from srin_cli.predictor import Predictor
 from srin_cli.segmentation import create_segmenter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -47,9 +47,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    ckpt = args.checkpoint or str(shipped_model_path("default"))
-    seg = create_segmenter("felzenszwalb")
-    h = Harmonizer.from_checkpoint(ckpt, "cpu", seg, backend="torch")  # the PyTorch module: FLOPs, eager speed
+    ckpt = args.checkpoint or "default"
+    h = Predictor.from_name_or_path(ckpt, backend="torch").method  # the PyTorch module: FLOPs, eager speed
+    seg, config = h.segmenter, h.model.config
     a = torch.randn(2048, 2048)
     peak = 2 * 2048**3 / best_of(lambda: torch.mm(a, a)) / 1e9
     print(f"fp32 matmul peak (torch.mm 2048^2, {args.threads} threads): {peak:.1f} GFLOP/s")
@@ -62,12 +62,12 @@ def main():
                        else seg(read_image(p))) for p in names]
     model_rate = {}
     for backend in ("torch", "onnx"):
-        hb = Harmonizer.from_checkpoint(ckpt, "cpu", seg, backend=backend) if backend == "onnx" else h
+        hb = Predictor.from_name_or_path(ckpt, backend=backend).method if backend == "onnx" else h
         t = best_of(lambda: hb.transform_many(batch), 5)
         model_rate[backend] = 8 / t
         print(f"model alone ({backend}) at {s}x{s}, batch 8: {8 / t:.1f} images/s, {8 * flops / t:.1f} GFLOP/s "
               f"({100 * 8 * flops / t / peak:.0f} % of the matmul peak; {flops:.2f} GFLOPs per image)")
-    h = Harmonizer.from_checkpoint(ckpt, "cpu", seg)  # what harmonize runs (auto: ONNX Runtime when available)
+    h = Predictor.from_name_or_path(ckpt).method  # what harmonize runs (auto: ONNX Runtime when available)
 
     comp_path = SHARED / "labelme_val" / "composite_images" / "image_100041_1.png"
     mask_path = SHARED / "labelme_val" / "masks" / "image_100041.png"
@@ -110,9 +110,7 @@ def main():
         im, mk = cv2.resize(big, (size[1], size[0])), cv2.resize(bmask, (size[1], size[0]))
         t = best_of(lambda: h(im, mk, seg(im)), 2)
         print(f"{name}: {t:.2f} s (segment + model + full-resolution apply, in memory)")
-    from srin_cli.build import load_model
-
-    print(f"training: {training_rate(load_model(ckpt)[0].config):.1f} images/s (batch 16 at 128x128, synthesis included)")
+    print(f"training: {training_rate(config):.1f} images/s (batch 16 at 128x128, synthesis included)")
 
 
 def training_rate(config, steps: int = 6) -> float:

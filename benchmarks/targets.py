@@ -1,4 +1,4 @@
-"""The quality targets of issue 13 in one table: do-no-harm, correction, greying on real composites, colour bias.
+"""The quality targets in one table: do-no-harm, correction, light, greying on real composites, colour bias.
 
     python benchmarks/targets.py identity default in [path/to/ckpt.pt ...] [--limit N] [--sets ...] [--csv FILE]
 
@@ -9,11 +9,11 @@ exactly like ``srin evaluate`` / ``srin harmonize`` (felzenszwalb maps, CPU).
 
 Checks (0-255 scale; fMSE and PSNR scored at 256x256 as ``srin evaluate`` does, via ``srin_cli.metrics``):
 
-* harm    objects_val, labelme_val: each *real* photo fed as the composite (with its mask); mean fMSE of
+* harm    objects_val, labelme_val, lighting_val: each *real* photo fed as the composite (with its mask); mean fMSE of
           the output against that real photo (0 for identity).
-* fMSE, PSNR, worse%   objects_val, labelme_val: the usual correction scores, and the % of pairs whose
+* fMSE, PSNR, worse%   objects_val, labelme_val, lighting_val: the usual correction scores, and the % of pairs whose
           output fMSE is above the composite's own fMSE.
-* bias    objects_val, labelme_val: mean of (output - real) foreground chroma (negative: greyer).
+* bias    objects_val, labelme_val, lighting_val: mean of (output - real) foreground chroma (negative: greyer).
 * dC, lose>2%   real_composites, real_composites_diverse (no ground truth): mean of (output - composite)
           foreground chroma, and the % of images losing more than 2 units.
 
@@ -42,10 +42,10 @@ from srin_cli.data.synthesis import jpeg_round_trip  # the training recipe's own
 from srin_cli.harmonizer import foreground_chroma
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-PAIRED_SETS = ("objects_val", "labelme_val")
+PAIRED_SETS = ("objects_val", "labelme_val", "lighting_val")
 UNPAIRED_SETS = ("real_composites", "real_composites_diverse")
 SETS = PAIRED_SETS + UNPAIRED_SETS
-SHORT = {"objects_val": "obj", "labelme_val": "lm", "real_composites": "rc", "real_composites_diverse": "div"}
+SHORT = {"objects_val": "obj", "labelme_val": "lm", "lighting_val": "lit", "real_composites": "rc", "real_composites_diverse": "div"}
 CLASSICAL = ("identity", "lab", "histogram")
 SCORE_SIZE = 256  # as `srin evaluate --size 256`
 LOSE = 2.0  # chroma units: an image "loses colour" when its foreground chroma drops by more than this
@@ -96,8 +96,7 @@ def load_set(root: Path, limit: int | None = None, jpeg: int | None = None) -> l
 def make_runner(spec: str, device: str = "cpu") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``run(image_uint8_HxWx3, mask_float_HxW) -> uint8`` for a spec: classical method, shipped name or .pt path;
     a model spec may end in ``@UNITS`` (``default@2``): the model run as ``srin harmonize --max-chroma-loss UNITS``."""
-    from srin_cli.harmonizer import make_method
-    from srin_cli.segmentation import create_segmenter
+    from srin_cli.predictor import Predictor
 
     max_chroma_loss = None
     head, _, tail = spec.rpartition("@")
@@ -108,11 +107,9 @@ def make_runner(spec: str, device: str = "cpu") -> Callable[[np.ndarray, np.ndar
             pass  # an @ that is part of a path
 
     if spec in CLASSICAL:
-        return make_method(spec)
-    segmenter = create_segmenter("felzenszwalb")
-    if spec.endswith(".pt") or Path(spec).is_file():
-        return make_method("model", checkpoint=spec, device=device, segmenter=segmenter, max_chroma_loss=max_chroma_loss)
-    return make_method("model", model=spec, device=device, segmenter=segmenter, max_chroma_loss=max_chroma_loss)
+        return Predictor.from_name_or_path(method=spec).method
+    model = Path(spec) if spec.endswith(".pt") or Path(spec).is_file() else spec
+    return Predictor.from_name_or_path(model, device=device, max_chroma_loss=max_chroma_loss).method
 
 
 def _scored(pred: np.ndarray, real: np.ndarray, mask: np.ndarray) -> dict:
@@ -252,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     rows = measure(args.models, args.data, sets, args.limit, args.device, jpeg=args.jpeg)
     print(markdown_table(rows, sets))
-    legend = {"obj": "objects_val", "lm": "labelme_val", "rc": "real_composites", "div": "real_composites_diverse"}
+    legend = {"obj": "objects_val", "lm": "labelme_val", "lit": "lighting_val", "rc": "real_composites", "div": "real_composites_diverse"}
     print("\n" + "; ".join(f"{k} = {v}" for k, v in legend.items() if v in sets)
           + ". harm: fMSE when the real photo is the input; worse%: pairs with output fMSE above the composite's;"
           " bias: output - real fg chroma; dC: output - composite fg chroma; lose>2%: images with dC < -2.")

@@ -22,57 +22,25 @@ import numpy as np
 
 from .compose import compose, read_cutout  # noqa: F401 - part of the API
 from .data.io import read_image, read_mask, write_image  # noqa: F401 - part of the API
-from .harmonizer import HarmonizationMethod, make_method
-from .registry import METHODS, MODELS, SEGMENTERS
+from .predictor import Predictor
+from .registry import DEFAULT_SEGMENTER, METHODS, MODELS, SEGMENTERS
 
-__all__ = ["Model", "load_model", "harmonize", "segment", "score", "compose", "read_cutout", "read_image", "read_mask",
+__all__ = ["Model", "Predictor", "load_model", "harmonize", "segment", "score", "compose", "read_cutout", "read_image", "read_mask",
            "write_image", "MODELS", "METHODS", "SEGMENTERS"]
 
 
-class Model:
-    """A loaded harmonization method (a network or a classical reference) with its segmenter."""
-
-    def __init__(self, method: HarmonizationMethod, segmenter=None):
-        self.method = method
-        self.segmenter = segmenter
-
-    @property
-    def backend(self) -> str | None:
-        """``onnx`` or ``torch`` for a network, None for a classical method."""
-        return getattr(self.method, "backend", None)
-
-    def harmonize(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """Shape: image H x W x 3 uint8 RGB; mask H x W (float in [0, 1], or uint8 0-255) -> H x W x 3 uint8.
-
-        ``labels``: a semantic label map (H x W int) to use instead of segmenting the image."""
-        image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {image.dtype} {image.shape}")
-        mask = np.asarray(mask)
-        if mask.dtype == np.uint8:
-            mask = mask.astype(np.float32) / 255
-        mask = np.clip(mask.astype(np.float32, copy=False), 0, 1)
-        if mask.shape != image.shape[:2]:
-            raise ValueError(f"mask must be HxW = {image.shape[:2]}, got {mask.shape}")
-        if labels is None and self.method.needs_labels and self.segmenter is not None:
-            labels = self.segmenter(image)
-        return self.method(image, mask, labels)
-
-    __call__ = harmonize
+Model = Predictor  # a loaded model: the name the API has used for a predictor
 
 
-def load_model(model: str | Path = "default", method: str = "model", segmenter: str = "felzenszwalb",
+def load_model(model: str | Path = "default", method: str = "model", segmenter: str | None = None,
                backend: str = "auto", device: str = "cpu", max_chroma_loss: float | None = None,
-               **segmenter_options) -> Model:
+               **segmenter_options) -> Predictor:
     """``model``: a shipped name (:data:`srin_cli.registry.MODELS`) or a checkpoint path; ``method``: ``model``
-    (the network) or a classical reference (``identity``, ``lab``, ``histogram``); ``max_chroma_loss``: as
-    ``srin harmonize --max-chroma-loss`` (the network only)."""
-    from .segmentation import create_segmenter
-
-    METHODS.check(method)
-    seg = create_segmenter(segmenter, **segmenter_options)
-    name, checkpoint = (str(model), None) if str(model) in MODELS else (None, Path(model))
-    return Model(make_method(method, name, checkpoint, device, seg, backend, max_chroma_loss=max_chroma_loss), seg)
+    (the network) or a classical reference (``identity``, ``lab``, ``histogram``); ``segmenter``: None for the
+    one the model was trained with, ``segmenter_options`` its keyword arguments; ``max_chroma_loss``: as
+    ``srin harmonize --max-chroma-loss`` (the network only). :meth:`Predictor.from_name_or_path` builds it."""
+    return Predictor.from_name_or_path(model, method=method, backend=backend, device=device, segmenter=segmenter,
+                                       segmenter_options=segmenter_options, max_chroma_loss=max_chroma_loss)
 
 
 def harmonize(image: np.ndarray, mask: np.ndarray, model: str | Path | Model = "default") -> np.ndarray:
@@ -80,7 +48,7 @@ def harmonize(image: np.ndarray, mask: np.ndarray, model: str | Path | Model = "
     return (model if isinstance(model, Model) else load_model(model)).harmonize(image, mask)
 
 
-def segment(image: np.ndarray, segmenter: str = "felzenszwalb", **options) -> np.ndarray:
+def segment(image: np.ndarray, segmenter: str = DEFAULT_SEGMENTER, **options) -> np.ndarray:
     """H x W x 3 uint8 RGB -> H x W int32 label map (0 = no segment, 1..N)."""
     from .segmentation import create_segmenter
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .colour import apply_transform, blend  # noqa: F401 - blend: the classical methods' (and benchmarks') blend
 from .errors import CheckpointError, MissingExtra
-from .registry import METHODS, NETWORK_BACKENDS, shipped_model_path
+from .registry import DEFAULT_SEGMENTER, NETWORK_BACKENDS
 
 NetworkInputs = tuple  # (image, mask, semantic map) float32 arrays, each 1 x C x s x s
 ColourTransform = Any  # the predicted affine transform, a 12 x s/2 x s/2 float32 array
@@ -169,18 +169,22 @@ class Harmonizer(HarmonizationMethod):
     encoding), read from the ONNX file's metadata or the checkpoint.
     """
 
-    def __init__(self, network: Callable, config: dict, segmenter: Callable | None = None, backend: str = "onnx"):
+    def __init__(self, network: Callable, config: dict, segmenter: Callable | None = None, backend: str = "onnx",
+                 max_chroma_loss: float | None = None, notes: tuple[str, ...] | list[str] = ()):
         self.network = network
         self.config = dict(config)
         self.size = int(self.config["image_size"])
         self.regions = int(self.config.get("regions") or 0)
         self.segmenter = segmenter
-        # the segmenter whose maps the model was trained on (harmonize's default --segmenter)
-        self.trained_segmenter = self.config.get("segmenter") or "felzenszwalb"
         self.needs_labels = self.config.get("norm") == "srin"
         self.backend = backend
-        self.notes: list[str] = []  # why an ONNX file beside the checkpoint is not used (the CLI warns)
-        self.max_chroma_loss: float | None = None  # --max-chroma-loss: see :func:`limit_chroma_loss`
+        self.notes = list(notes)  # why an ONNX file beside the checkpoint is not used (the CLI warns)
+        self.max_chroma_loss = max_chroma_loss  # --max-chroma-loss: see :func:`limit_chroma_loss`
+
+    @property
+    def trained_segmenter(self) -> str:
+        """The segmenter whose maps the model was trained on (the default segmenter of a predictor)."""
+        return self.config.get("segmenter") or DEFAULT_SEGMENTER
 
     @property
     def model(self):
@@ -189,48 +193,11 @@ class Harmonizer(HarmonizationMethod):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", segmenter: Callable | None = None,
-                        backend: str = "auto", threads: int | None = None) -> "Harmonizer":
-        """``backend``: one of :data:`srin_cli.registry.NETWORK_BACKENDS`. On the CPU, ``auto`` runs ONNX Runtime
-        when a matching ``.onnx`` file sits beside the checkpoint (no torch needed), else PyTorch. ``threads``:
-        ONNX Runtime's threads (default: one per core); the results do not depend on it."""
-        from .onnx_backend import open_onnx, sidecar
-
-        NETWORK_BACKENDS.check(backend)
-        path = Path(path)
-        if path.is_dir():
-            raise CheckpointError(f"{path} is a directory, not a checkpoint")
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        why: list[str] = []  # why an ONNX file beside the checkpoint is refused
-        if backend != "torch" and device == "cpu":
-            fast = open_onnx(path, threads, why=why)
-            if fast is not None:
-                from .model_config import check_config, check_onnx_inputs
-
-                check_config(fast.config, str(sidecar(path)))  # before its image_size sizes anything
-                check_onnx_inputs(fast.session.get_inputs(), fast.config, str(sidecar(path)))
-                return cls(fast, fast.config, segmenter, "onnx")
-            if backend == "onnx":
-                if why:
-                    raise ValueError(f"--backend onnx needs a usable ONNX file: {why[0]}".replace(": ignored, PyTorch runs the model", ""))
-                raise ValueError(f"--backend onnx needs onnxruntime and {sidecar(path)} made from this checkpoint "
-                                 f"(python -m srin_cli.onnx_backend {path}), on the CPU")
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            if why:
-                reason = why[0].replace(": ignored, PyTorch runs the model", "")
-                raise MissingExtra(f"{reason}; running the checkpoint without it needs PyTorch: "
-                                   f"pip install 'srin-cli[train]'") from None
-            why = "--backend torch" if backend == "torch" else f"--device {device}" if device != "cpu" else \
-                f"{path} without a matching {sidecar(path).name} (python -m srin_cli.onnx_backend {path})"
-            raise MissingExtra(f"{why} needs PyTorch: pip install 'srin-cli[train]'") from None
-        from .build import load_model
-
-        model, payload = load_model(path)
-        harmonizer = cls(TorchTransform(model, device), payload["config"], segmenter, "torch")
-        harmonizer.notes = why
-        return harmonizer
+                        backend: str = "auto", threads: int | None = None,
+                        max_chroma_loss: float | None = None) -> "Harmonizer":
+        """The checkpoint's network (:func:`open_network`) with ``segmenter`` and ``max_chroma_loss``."""
+        network, config, used, notes = open_network(path, device, backend, threads)
+        return cls(network, config, segmenter, used, max_chroma_loss, notes)
 
     def prepare(self, image: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> NetworkInputs:
         """The network's inputs for one composite (image, mask, semantic map), float32 arrays of 1 x C x s x s.
@@ -281,29 +248,62 @@ class Harmonizer(HarmonizationMethod):
         return apply_transform(transform, image, mask, in_place=in_place)
 
 
-def network_method(name: str = "model", model: str | None = "default", checkpoint: str | Path | None = None,
-                   device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto",
-                   threads: int | None = None, max_chroma_loss: float | None = None) -> Harmonizer:
-    """The ``model`` method: ``checkpoint``, else the shipped ``model`` (:data:`srin_cli.registry.MODELS`);
-    ``max_chroma_loss``: at most this much foreground chroma lost (:func:`limit_chroma_loss`; None: no limit)."""
-    path = Path(checkpoint) if checkpoint else shipped_model_path(model or "default")
-    harmonizer = Harmonizer.from_checkpoint(path, device, segmenter, backend, threads)
-    harmonizer.max_chroma_loss = max_chroma_loss
-    return harmonizer
+def open_network(path: str | Path, device: str = "cpu", backend: str = "auto",
+                 threads: int | None = None) -> tuple[Callable, dict, str, list[str]]:
+    """A checkpoint's network, numpy in and out: (the transform, its config, the backend that runs it, notes on
+    why an ONNX file beside the checkpoint is not used). ``backend``: one of
+    :data:`srin_cli.registry.NETWORK_BACKENDS`. On the CPU, ``auto`` runs ONNX Runtime when a matching ``.onnx``
+    file sits beside the checkpoint (no torch needed), else PyTorch. ``threads``: ONNX Runtime's threads
+    (default: one per core); the results do not depend on it."""
+    from .onnx_backend import open_onnx, sidecar
+
+    NETWORK_BACKENDS.check(backend)
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    why: list[str] = []  # why an ONNX file beside the checkpoint is refused
+    if backend != "torch" and device == "cpu":
+        fast = open_onnx(path, threads, why=why)
+        if fast is not None:
+            from .model_config import check_config, check_onnx_inputs
+
+            check_config(fast.config, str(sidecar(path)))  # before its image_size sizes anything
+            check_onnx_inputs(fast.session.get_inputs(), fast.config, str(sidecar(path)))
+            return fast, fast.config, "onnx", []
+        if backend == "onnx":
+            if why:
+                raise ValueError(f"--backend onnx needs a usable ONNX file: {why[0]}".replace(": ignored, PyTorch runs the model", ""))
+            raise ValueError(f"--backend onnx needs onnxruntime and {sidecar(path)} made from this checkpoint "
+                             f"(python -m srin_cli.onnx_backend {path}), on the CPU")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        if why:
+            reason = why[0].replace(": ignored, PyTorch runs the model", "")
+            raise MissingExtra(f"{reason}; running the checkpoint without it needs PyTorch: "
+                               f"pip install 'srin-cli[train]'") from None
+        why = "--backend torch" if backend == "torch" else f"--device {device}" if device != "cpu" else \
+            f"{path} without a matching {sidecar(path).name} (python -m srin_cli.onnx_backend {path})"
+        raise MissingExtra(f"{why} needs PyTorch: pip install 'srin-cli[train]'") from None
+    from .build import load_model
+
+    model, payload = load_model(path)
+    return TorchTransform(model, device), payload["config"], "torch", why
+
+
+def network_method(name: str, path: str | Path, device: str = "cpu", backend: str = "auto", threads: int | None = None,
+                   max_chroma_loss: float | None = None,
+                   segmenter_for: Callable[[str], Callable] | None = None) -> Harmonizer:
+    """The ``model`` method: the network of checkpoint ``path``; ``segmenter_for(name)`` makes the segmenter from the
+    name of the one the checkpoint was trained with; ``max_chroma_loss``: at most this much foreground chroma lost
+    (:func:`limit_chroma_loss`; None: no limit)."""
+    network, config, used, notes = open_network(path, device, backend, threads)
+    segmenter = segmenter_for(config.get("segmenter") or DEFAULT_SEGMENTER) if segmenter_for is not None else None
+    return Harmonizer(network, config, segmenter, used, max_chroma_loss, notes)
 
 
 def classical_method(name: str, **_ignored) -> ClassicalHarmonizer:
     """A classical ``--method`` (identity, lab, histogram): no model, no device, no segmenter."""
     return ClassicalHarmonizer(name)
-
-
-def make_method(method: str, model: str | None = "default", checkpoint: str | Path | None = None,
-                device: str = "cpu", segmenter: Callable | None = None, backend: str = "auto",
-                threads: int | None = None, max_chroma_loss: float | None = None) -> HarmonizationMethod:
-    """Build the :class:`HarmonizationMethod` for ``--method`` (and ``--model`` / ``--checkpoint`` / ``--backend``).
-    ``threads``: the network's CPU threads under ONNX Runtime (default: one per core). ``max_chroma_loss``
-    (``--max-chroma-loss``) is for the ``model`` method only: a classical method refuses it."""
-    if max_chroma_loss is not None and method != "model":
-        raise ValueError(f"--max-chroma-loss limits a model's transform; --method {method} has none")
-    return METHODS.build(method, method, model=model, checkpoint=checkpoint, device=device, segmenter=segmenter,
-                         backend=backend, threads=threads, max_chroma_loss=max_chroma_loss)

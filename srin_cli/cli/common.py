@@ -41,8 +41,12 @@ class Device(str, Enum):
 
 
 def resolve_device(device: Device | str) -> str:
-    """``auto`` is CUDA when PyTorch is installed and sees a GPU, else the CPU (the light install: no torch)."""
+    """``auto`` is CUDA when PyTorch is installed and sees a GPU, else the CPU (the light install: no torch).
+    torch is imported only to answer that: not for ``cpu``, nor for ``auto`` on a machine with no NVIDIA driver
+    (importing it costs seconds, more than harmonizing a few images on the ONNX path)."""
     name = device.value if isinstance(device, Device) else device
+    if name == "cpu" or (name == "auto" and not _may_have_cuda()):
+        return "cpu"
     try:
         import torch
     except ImportError:
@@ -54,6 +58,19 @@ def resolve_device(device: Device | str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         fail("--device cuda was asked for but no CUDA device is available (use --device auto or cpu)")
     return name
+
+
+def _may_have_cuda() -> bool:
+    """False where CUDA cannot be there: Linux without an NVIDIA driver's device files, macOS, or
+    CUDA_VISIBLE_DEVICES hiding every GPU; else True (torch decides)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))  # dxg: WSL 2
+    return True
 
 
 _quick_exit = False

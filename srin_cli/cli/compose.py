@@ -8,9 +8,9 @@ import typer
 
 from .common import (Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings,
                      resolve_device)
-from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaxChromaLossOpt, MaxPixelsOpt,
-                      MethodOpt, ModelOpt, ModelSegmenterOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, PointsOpt,
-                      QuietOpt, ReviewOpt, SamCheckpointOpt, SamModelOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
+from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt,
+                      ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt, ReviewOpt, SegmenterChoice, ShardOpt,
+                      segmenter_options)
 
 PLACE = "Placement"
 
@@ -26,6 +26,8 @@ COMPOSE_FIELDS = ["name", "cutout", "background", "composite", "mask", "harmoniz
                   "lightness_change"]
 
 
+@segmenter_options(default=None, only=("sam_checkpoint", "sam_model", "points_per_side", "pred_iou_thresh",
+                                           "stability_score_thresh"))
 def compose(
     cutout: Annotated[Optional[Path], typer.Argument(metavar="CUTOUT", show_default=False, help="A cut-out: an image with transparency (a PNG with alpha), or a folder of them.")] = None,
     background: Annotated[Optional[Path], typer.Argument(metavar="BACKGROUND", show_default=False, help="The scene: a photo, or a folder of them (every cut-out is placed on every scene).")] = None,
@@ -39,12 +41,7 @@ def compose(
     method: MethodOpt = "model",
     model: ModelOpt = "default",
     checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint from srin train (overrides --model).", rich_help_panel=MODEL)] = None,
-    segmenter: ModelSegmenterOpt = None,
-    sam_checkpoint: SamCheckpointOpt = None,
-    sam_model: SamModelOpt = None,
-    points_per_side: PointsOpt = None,
-    pred_iou_thresh: IouOpt = None,
-    stability_score_thresh: StabilityOpt = None,
+    segmenter: SegmenterChoice = None,
     fmt: FormatOpt = "png",
     quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs (1-100; png is lossless; masks are always png).", rich_help_panel=OUTPUT)] = 95,
     overwrite: OverwriteOpt = False,
@@ -122,9 +119,8 @@ def compose(
             from .predictor import make_pipeline
 
             dev = resolve_device(device)
-            pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter,
-                                     lambda name: segmenter_kwargs(name, sam_checkpoint, sam_model, points_per_side,
-                                                                   pred_iou_thresh, stability_score_thresh, None, None, dev),
+            pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
+                                     lambda name: segmenter.kwargs(name, dev),
                                      batch=1 if single else batch, workers=workers, single=single, quiet=quiet)
         clean_stale_temp([t for i in items if i.error is None for t in output_files(i, output)]
                          + [p for _, p in reports])  # a killed run's temp files

@@ -7,12 +7,14 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (Device, err_console, failure_printer, handled_errors, make_progress, mask_warnings, print_failures,
-                     print_notes, resolve_device)
-from .options import DEFAULT_MAX_PIXELS, MODEL, DeviceOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, QuietOpt
+                     resolve_device)
+from .options import (DEFAULT_MAX_PIXELS, MODEL, DeviceOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt,
+                      QuietOpt, SegmenterChoice, segmenter_options)
 
 GATE = "Quality gate and report"
 
 
+@segmenter_options(default=None)
 def evaluate(
     dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Paired folder: composite_images/, masks/, real_images/.")],
     predictions: Annotated[Optional[Path], typer.Option("--predictions", "-p", help="Folder of harmonized images named like the composites. Without it, --method runs on the composites here.")] = None,
@@ -21,6 +23,7 @@ def evaluate(
     model: ModelOpt = "default",
     checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint (overrides --model).", rich_help_panel=MODEL)] = None,
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Semantic maps folder (read; missing maps computed and saved).")] = None,
+    segmenter: SegmenterChoice = None,
     size: Annotated[int, typer.Option(min=0, help="Score at SIZE x SIZE (iHarmony4: 256); 0 scores at the real image's size.")] = 256,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N pairs.")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report (and REPORT.png contact sheet), worst first.", rich_help_panel=GATE)] = None,
@@ -47,10 +50,8 @@ def evaluate(
         from ..batch import check_folders, check_writable, clean_stale_temp, refuse_file_as_folder
         from ..data.pairing import dataset_layout
         from ..evaluation import contact_sheet_path, gate, pairs_to_score, score_items, write_csvs, write_report
-        from ..harmonizer import make_method
         from ..limits import set_max_pixels
-        from ..pipeline import Pipeline
-        from ..segmentation import create_segmenter
+        from .predictor import make_pipeline
 
         set_max_pixels(max_pixels)
         mask_warnings(quiet)
@@ -67,11 +68,9 @@ def evaluate(
             raise ValueError("--max-chroma-loss limits a model run here; it does not apply to --predictions")
         pipeline = None
         if predictions is None:
-            seg = create_segmenter("felzenszwalb")
-            pipeline = Pipeline(make_method(method, model, checkpoint, resolve_device(device), seg, backend,
-                                            max_chroma_loss=max_chroma_loss), seg, maps,
-                                batch, workers)
-            print_notes(pipeline.method, quiet)
+            dev = resolve_device(device)
+            pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
+                                     lambda name: segmenter.kwargs(name, dev), maps, batch, workers, quiet=quiet)
         elif not predictions.is_dir():
             raise FileNotFoundError(2, "predictions folder not found", str(predictions))
         for folder, option in ((out, "-o/--out"), (maps if predictions is None else None, "--maps"),

@@ -10,10 +10,9 @@ import typer
 from ..errors import InputError
 from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, mask_warnings,
                      print_failures, print_path, resolve_device)
-from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, IouOpt, MaskSuffixOpt, MatchOpt, MaxChromaLossOpt, MaxPixelsOpt,
-                      MethodOpt, MinSizeOpt, ModelOpt,
-                      NetworkBackendOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt, SamModelOpt,
-                      ModelSegmenterOpt, NumbersOpt, ReviewOpt, ScaleOpt, ShardOpt, StabilityOpt, segmenter_kwargs)
+from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, MaskSuffixOpt, MatchOpt, MaxChromaLossOpt,
+                      MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt, RecursiveOpt,
+                      ReviewOpt, SegmenterChoice, ShardOpt, segmenter_options)
 
 
 def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], Path]:
@@ -30,6 +29,7 @@ def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], 
     return inputs, masks
 
 
+@segmenter_options(default=None)
 def harmonize(
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUTS...", show_default=False, help="Composite images: folders, files, or '-' for paths on stdin.")],
     masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of masks (white = foreground).")] = None,
@@ -43,14 +43,7 @@ def harmonize(
     suffix: Annotated[str, typer.Option(help="Appended to output names (before the extension).", rich_help_panel=OUTPUT)] = "",
     match: MatchOpt = "auto",
     mask_suffix: MaskSuffixOpt = "_mask",
-    segmenter: ModelSegmenterOpt = None,
-    sam_checkpoint: SamCheckpointOpt = None,
-    sam_model: SamModelOpt = None,
-    points_per_side: PointsOpt = None,
-    pred_iou_thresh: IouOpt = None,
-    stability_score_thresh: StabilityOpt = None,
-    scale: ScaleOpt = None,
-    min_size: MinSizeOpt = None,
+    segmenter: SegmenterChoice = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     shard_spec: ShardOpt = None,
@@ -93,10 +86,9 @@ def harmonize(
                       [(option, p.parent) for option, p in reports])
         items = shard(pair_items(files, base, masks, rule=match, suffix=mask_suffix), shard_spec, key=lambda i: i.name)
         dev = resolve_device(device)
-        pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter,
-                                 lambda name: segmenter_kwargs(name, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
-                                                               stability_score_thresh, scale, min_size, dev),
-                                 maps, batch, workers, single=len(items) == 1, quiet=quiet)
+        pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
+                                 lambda name: segmenter.kwargs(name, dev), maps, batch, workers,
+                                 single=len(items) == 1, quiet=quiet)
         check_writable(out, "-o/--out")  # before any work: an unwritable folder is one usage error
         if maps is not None:
             check_writable(maps, "--maps")

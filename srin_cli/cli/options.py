@@ -6,13 +6,17 @@ validation (srin's one-line error, exit 2).
 """
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..limits import DEFAULT_MAX_PIXELS
-from ..registry import GATE_TARGETS, LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS, SEGMENTERS, SPLITS, TRAIN_ONLY, Registry
+from ..registry import (DEFAULT_SEGMENTER, GATE_TARGETS, LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS,
+                        SEGMENTER_OPTIONS, SEGMENTERS, SPLITS, TRAIN_ONLY, Registry, segmenter_kwargs)
 from .common import Device, fail
 
 SEG = "Segmentation"
@@ -80,21 +84,51 @@ ScaleOpt = Annotated[Optional[float], typer.Option("--scale", help="felzenszwalb
 MinSizeOpt = Annotated[Optional[int], typer.Option("--min-size", help="felzenszwalb: smallest segment in pixels at its 64 px working size (default 16).", rich_help_panel=SEG)]
 
 
-def segmenter_kwargs(backend: str, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh, stability_score_thresh,
-                     scale, min_size, device: str = "cpu") -> dict:
-    """Only what the user set is passed on; the backends' own defaults stay the single source of truth.
-    ``device`` reaches the segmenters that run on one (``uses_device`` in the registry)."""
-    SEGMENTERS.check(backend)
-    if backend in ("sam", "sam2"):
-        kw = {"checkpoint": sam_checkpoint, "device": device}
-        if backend == "sam":
-            kw["model_type"] = sam_model or "vit_b"
-        elif sam_model:
-            kw["model"] = sam_model
-        extra = {"points_per_side": points_per_side, "pred_iou_thresh": pred_iou_thresh, "stability_score_thresh": stability_score_thresh}
-    elif backend == "felzenszwalb":
-        kw, extra = {}, {"scale": scale, "min_size": min_size}
-    else:  # a new registry entry needs its options here
-        raise ValueError(f"no options known for --segmenter {backend!r}")
-    kw.update({k: v for k, v in extra.items() if v is not None})
-    return kw
+@dataclass(frozen=True)
+class SegmenterChoice:
+    """A command's --segmenter and the segmenter options (:data:`srin_cli.registry.SEGMENTER_OPTIONS`) as given:
+    ``name`` None lets the model choose (the segmenter it was trained on)."""
+
+    name: str | None
+    options: dict
+
+    def kwargs(self, name: str | None = None, device: str = "cpu") -> dict:
+        """Segmenter ``name``'s (default: the chosen one's) keyword arguments: only the options set, and that
+        segmenter takes (:func:`srin_cli.registry.segmenter_kwargs`)."""
+        return segmenter_kwargs(name or self.name, self.options, device)
+
+
+_SEGMENTER_PARAMETERS = {"sam_checkpoint": SamCheckpointOpt, "sam_model": SamModelOpt, "points_per_side": PointsOpt,
+                         "pred_iou_thresh": IouOpt, "stability_score_thresh": StabilityOpt, "scale": ScaleOpt,
+                         "min_size": MinSizeOpt}  # one per name of SEGMENTER_OPTIONS
+
+
+def segmenter_options(default: str | None = DEFAULT_SEGMENTER, only: tuple[str, ...] = SEGMENTER_OPTIONS):
+    """A command decorator: its parameter ``segmenter: SegmenterChoice`` becomes --segmenter (``default``: a name,
+    or None for the model's own) and the segmenter options (``only`` those named), declared once here for every
+    command."""
+    chosen = {n: a for n, a in _SEGMENTER_PARAMETERS.items() if n in only}
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        name_option = SegmenterOpt if default is not None else ModelSegmenterOpt
+        added = [inspect.Parameter("segmenter", inspect.Parameter.KEYWORD_ONLY, annotation=name_option, default=default)]
+        added += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=None) for n, a in chosen.items()]
+        parameters = []
+        for p in signature.parameters.values():
+            parameters += added if p.name == "segmenter" else [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                                                               if p.kind != inspect.Parameter.VAR_POSITIONAL else p]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            options = {n: kwargs.pop(n, None) for n in _SEGMENTER_PARAMETERS}
+            kwargs["segmenter"] = SegmenterChoice(kwargs["segmenter"], options)
+            return command(**kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper
+
+    return decorate
+
+

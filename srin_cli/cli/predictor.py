@@ -13,28 +13,19 @@ def make_pipeline(method: str, model: str, checkpoint: Path | None, device: str,
                   max_chroma_loss: float | None, segmenter: str | None, segmenter_options: Callable[[str], dict],
                   maps: Path | None = None, batch: int = 8, workers: int = 2, single: bool = False,
                   quiet: bool = False):
-    """A :class:`srin_cli.pipeline.Pipeline` for the method, with the segmenter asked for (default: the one the
-    model was trained on); ``segmenter_options(name)``: that segmenter's keyword arguments
-    (:func:`srin_cli.cli.options.segmenter_kwargs`). ``single``: one composite, one network pass of batch 1,
-    which runs as fast on one thread and skips starting a second one (and its spinning) in a cold process; the
-    results are the same byte for byte. The method's notes are printed as warnings unless ``quiet``."""
-    from ..harmonizer import make_method
-    from ..pipeline import Pipeline
-    from ..segmentation import create_segmenter
+    """The :class:`srin_cli.pipeline.Pipeline` of the predictor (:meth:`srin_cli.predictor.Predictor.from_name_or_path`)
+    for the method, with the segmenter asked for (default: the one the model was trained on);
+    ``segmenter_options(name)``: that segmenter's keyword arguments (:func:`srin_cli.registry.segmenter_kwargs`).
+    ``single``: one composite, one network pass of batch 1, which runs as fast on one thread and skips starting a
+    second one (and its spinning) in a cold process; the results are the same byte for byte. The method's notes
+    are printed as warnings unless ``quiet``."""
+    from ..predictor import Predictor
 
-    run = make_method(method, model, checkpoint, device, None, backend, threads=1 if single else None,
-                      max_chroma_loss=max_chroma_loss)
-    name = segmenter or getattr(run, "trained_segmenter", "felzenszwalb")
-    try:
-        seg = create_segmenter(name, **segmenter_options(name))
-    except ValueError as exc:
-        if segmenter is None and name != "felzenszwalb":  # the model asked for it: say so
-            raise ValueError(f"the model was trained on {name} maps: {exc} (or choose another with --segmenter)") from None
-        raise
-    run.segmenter = seg
-    pipeline = Pipeline(run, seg, maps, batch, workers)
-    print_notes(pipeline.method, quiet)
-    return pipeline
+    predictor = Predictor.from_name_or_path(checkpoint or model, method=method, backend=backend, device=device,
+                                            segmenter=segmenter, segmenter_options=segmenter_options, map_cache=maps,
+                                            max_chroma_loss=max_chroma_loss, threads=1 if single else None)
+    print_notes(predictor, quiet)
+    return predictor.pipeline(batch, workers)
 
 
 def made_by(method: str, model: str, checkpoint: Path | None, pipeline) -> str:

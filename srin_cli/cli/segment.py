@@ -8,21 +8,15 @@ import typer
 
 from .common import Device, err_console, failure_printer, handled_errors, make_progress, resolve_device
 from .harmonize import print_outcome
-from .options import (DEFAULT_MAX_PIXELS, OUTPUT, DeviceOpt, IouOpt, MaxPixelsOpt, MinSizeOpt, OverwriteOpt, PointsOpt, QuietOpt, RecursiveOpt, SamCheckpointOpt,
-                      SamModelOpt, ScaleOpt, SegmenterOpt, ShardOpt, SplitOpt, StabilityOpt, segmenter_kwargs)
+from .options import (DEFAULT_MAX_PIXELS, OUTPUT, DeviceOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt, SegmenterChoice,
+                      ShardOpt, SplitOpt, segmenter_options)
 
 
+@segmenter_options()
 def segment(
     images: Annotated[list[Path], typer.Argument(metavar="IMAGES...", help="Image files or folders ('-' reads paths from stdin).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Maps folder: NAME.png label maps (16-bit) + preview/NAME.png.")] = Path("maps"),
-    segmenter: SegmenterOpt = "felzenszwalb",
-    sam_checkpoint: SamCheckpointOpt = None,
-    sam_model: SamModelOpt = None,
-    points_per_side: PointsOpt = None,
-    pred_iou_thresh: IouOpt = None,
-    stability_score_thresh: StabilityOpt = None,
-    scale: ScaleOpt = None,
-    min_size: MinSizeOpt = None,
+    segmenter: SegmenterChoice = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     shard_spec: ShardOpt = None,
@@ -66,9 +60,8 @@ def segment(
                 for item in same:
                     item.error = f"{listed} would share the map {item.name}.png; rename one"
         items = shard(items, shard_spec, key=lambda i: i.name)  # the names harmonize --shard hashes: the same split
-        kw = segmenter_kwargs(segmenter, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
-                              stability_score_thresh, scale, min_size, resolve_device(device) if SEGMENTERS[segmenter].info["uses_device"] else "cpu")
-        seg = create_segmenter(segmenter, **kw)
+        uses_device = SEGMENTERS[segmenter.name].info["uses_device"]  # else no device is resolved (nor torch imported)
+        seg = create_segmenter(segmenter.name, **segmenter.kwargs(device=resolve_device(device) if uses_device else "cpu"))
         workers = workers if getattr(seg, "thread_safe", True) else min(workers, 1)  # as harmonize's loader threads
         check_writable(out)  # before any work: an unwritable folder is one usage error
         clean_stale_temp([out / sub / f"{i.name}.png" for i in items for sub in (".", "preview")])  # a killed run's temp files

@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, err_console, handled_errors, make_progress, resolve_device
-from .options import (DEFAULT_MAX_PIXELS, GateTargetOpt, TrainOnlyOpt, IouOpt, LossOpt, MaxPixelsOpt, MinSizeOpt, NormOpt, PointsOpt, SamCheckpointOpt, SamModelOpt, ScaleOpt,
-                      SegmenterOpt, StabilityOpt, segmenter_kwargs)
+from .options import (DEFAULT_MAX_PIXELS, GateTargetOpt, LossOpt, MaxPixelsOpt, NormOpt, SegmenterChoice, TrainOnlyOpt,
+                      segmenter_options)
 
 
+@segmenter_options()
 def train(
     ctx: typer.Context,
     data: Annotated[list[Path], typer.Argument(metavar="DATA...", help="Training folder(s): real_images/+masks/ (composites made on the fly; "
@@ -47,15 +48,8 @@ def train(
     regions: Annotated[int, typer.Option(min=0, help="SRIN only: attend to this many background region tokens of the semantic map (0: to background pixels, as in the paper).")] = 0,
     norm_levels: Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")] = "0,1",
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="At the end, also write model.onnx, the fast CPU path of harmonize/evaluate (needs srin-cli[train]).")] = True,
-    segmenter: SegmenterOpt = "felzenszwalb",
+    segmenter: SegmenterChoice = None,
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Label maps of the training photos as `srin segment` writes them (MAPS/NAME.png; several folders: MAPS/FOLDER/NAME.png), read once and cropped with each view; missing ones are computed and saved there. Without it, felzenszwalb segments every view and other segmenters each photo once, in memory.", rich_help_panel="Segmentation")] = None,
-    sam_checkpoint: SamCheckpointOpt = None,
-    sam_model: SamModelOpt = None,
-    points_per_side: PointsOpt = None,
-    pred_iou_thresh: IouOpt = None,
-    stability_score_thresh: StabilityOpt = None,
-    scale: ScaleOpt = None,
-    min_size: MinSizeOpt = None,
     recipe: Annotated[Optional[str], typer.Option(help="Train by a recipe: a shipped one's name (default, ...) or a .toml file of stages, each starting from the previous one's weights. Resumable: run the same command again after a kill. The recipe sets the model and training options; the command line gives the data, -o, --val and how this machine runs it.", rich_help_panel="Recipes")] = None,
     from_stage: Annotated[Optional[str], typer.Option(help="--recipe only: start at this stage (with --init: from those weights), skipping the ones before it.", rich_help_panel="Recipes")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -107,10 +101,9 @@ def train(
                           regions=regions, norm_levels=level_list, onnx=onnx, untouched=untouched, mild=mild,
                           same_kind=same_kind, keep_chroma=keep_chroma, degrade=degrade, relight=relight, pasted=pasted, pasted_weight=pasted_weight, augment=augment, gate=gate, chroma_weight=chroma_weight, grey_weight=grey_weight, ema=ema,
                           mse_weight=mse_weight, gate_target=gate_target, train_only=train_only, second_pass=second_pass, unroll=unroll,
-                          init=str(init) if init else None, segmenter=segmenter, maps=str(maps) if maps else None,
-                          segmenter_options=segmenter_kwargs(segmenter, str(sam_checkpoint) if sam_checkpoint else None, sam_model,
-                                                             points_per_side, pred_iou_thresh, stability_score_thresh,
-                                                             scale, min_size, resolve_device(device)))
+                          init=str(init) if init else None, segmenter=segmenter.name, maps=str(maps) if maps else None,
+                          segmenter_options={k: str(v) if isinstance(v, Path) else v  # config.json holds text
+                                             for k, v in segmenter.kwargs(device=resolve_device(device)).items()})
         log = (lambda *_: None) if quiet else (lambda msg: err_console.print(msg))
         with make_progress(quiet) as progress:
             final = train_model(cfg, resume=resume, progress=progress, log=log)
