@@ -378,10 +378,15 @@ def compose_items(pipeline, items: list[ComposeItem], output: ComposeOutput, pro
     run without the batch's net, so its error is raised (exit 2 for bad input) instead of collected.
     ``workers``: loader threads without a pipeline (a pipeline brings its own).
     Returns the :class:`srin_cli.batch.BatchReport`."""
+    from functools import lru_cache
+
     from .batch import BatchReport, run_batch
     from .data.io import header_pixels, write_image
     from .files import interrupts_held
     from .limits import IN_FLIGHT_PIXELS
+
+    # one cut-out on many scenes comes as consecutive items: it is decoded once (compose only reads it)
+    cutout = lru_cache(maxsize=4)(read_cutout)
 
     def load(item: ComposeItem) -> ComposeJob:
         targets = output_files(item, output)
@@ -391,7 +396,7 @@ def compose_items(pipeline, items: list[ComposeItem], output: ComposeOutput, pro
                 raise UsageError(f"{target} is one of this composite's inputs; choose another -o/--out")
         if not output.overwrite and all(t.exists() for t in targets):
             return ComposeJob(targets)
-        image, mask = compose(read_cutout(item.cutout, item.mask), item.background, item.at, item.height,
+        image, mask = compose(cutout(item.cutout, item.mask), item.background, item.at, item.height,
                               item.scale, name=str(item.cutout))
         job = ComposeJob(targets, image, mask)
         if pipeline is not None:

@@ -44,8 +44,10 @@ def _save(path, array):
 def test_anchor_is_the_bottom_centre_and_soft_alpha_blends(scene):
     cut = bottle()
     original = scene.copy()
+    cut.setflags(write=False)  # neither input is written to
+    scene.setflags(write=False)
     image, mask = compose(cut, scene, at=(80, 100), scale=1.0)
-    assert np.array_equal(scene, original)  # the background is not modified
+    assert np.array_equal(scene, original)
     ys, xs = np.nonzero(mask)
     assert ys.max() == 99 and ys.min() == 100 - 41  # 40 opaque rows + the soft rim, bottom edge on row 100
     assert xs.min() == 80 - 10 and xs.max() == 80 + 9  # 20 wide, centred on x = 80
