@@ -110,7 +110,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         if actual != expected:
             raise CheckpointError(f"refusing to load {path}: its weights do not match their SHA-256 digest "
                                   "(the file is damaged or was altered)")
-    config = check_config(payload.get("config"), str(path), known=tuple(UNetConfig.__dataclass_fields__))
+    config = check_config(payload.get("config"), str(path))
     expected = payload.get(CONFIG_DIGEST_KEY)
     if expected is not None and config_digest(config) != expected:  # older checkpoints: their config is checked only
         raise CheckpointError(f"refusing to load {path}: its config does not match its SHA-256 digest "

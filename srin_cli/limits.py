@@ -12,6 +12,9 @@ max_pixels = DEFAULT_MAX_PIXELS
 #: the pipeline loads images ahead of the model (--workers, --batch) only while those loaded and not yet finished
 #: hold at most this many pixels (always one ahead): a batch of large photos does not multiply the peak memory
 IN_FLIGHT_PIXELS = 64_000_000
+#: --batch's largest value: each composite of a network pass adds about 60 MB (the network's activations at its
+#: input size, whatever the photo's size; README, Memory), and passes larger than 8 are no faster on a CPU
+MAX_BATCH = 32
 
 
 def set_max_pixels(value: int | None) -> None:

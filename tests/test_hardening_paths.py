@@ -371,3 +371,13 @@ def test_sixteen_bit_masks_are_scaled_exactly_as_before(tmp_path):
         Image.fromarray(values).save(tmp_path / "m.png")
         expected = np.clip(values.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         assert np.array_equal(read_mask(tmp_path / "m.png"), expected.astype(np.float32) / 255.0), top
+
+
+@pytest.mark.parametrize("command", ["harmonize", "evaluate"])
+def test_batch_is_bounded(tmp_path, command):
+    from srin_cli.limits import MAX_BATCH
+
+    root = make_pairs(tmp_path / "pairs", n=2, size=(24, 32))
+    one_line_error(run(command, root, "--method", "lab", "-o", tmp_path / "out", "--batch", MAX_BATCH + 1), "--batch")
+    r = run(command, root, "--method", "lab", "-o", tmp_path / "out", "--batch", MAX_BATCH, "-q")
+    assert r.exit_code == 0, r.output

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..limits import MAX_BATCH
 from .common import (Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings,
                      resolve_device)
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt,
@@ -49,7 +50,7 @@ def compose(
     numbers: NumbersOpt = None,
     shard_spec: ShardOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that read, compose and segment ahead of the model (0: inline).")] = 2,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH, help=f"Composites per network pass, 1-{MAX_BATCH} (results do not depend on it; each adds about 60 MB of memory).")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths, with each harmonized image's colour change.", rich_help_panel=OUTPUT)] = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device.auto,

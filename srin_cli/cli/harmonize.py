@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InputError
+from ..limits import MAX_BATCH
 from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, mask_warnings,
                      print_failures, print_path, resolve_device)
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, MaskSuffixOpt, MatchOpt, MaxChromaLossOpt,
@@ -48,7 +49,7 @@ def harmonize(
     overwrite: OverwriteOpt = False,
     shard_spec: ShardOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Composites per network pass (results do not depend on it).")] = 8,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH, help=f"Composites per network pass, 1-{MAX_BATCH} (results do not depend on it; each adds about 60 MB of memory).")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths, with each harmonized image's colour change.", rich_help_panel=OUTPUT)] = False,
     review_page: ReviewOpt = None,
     numbers: NumbersOpt = None,
