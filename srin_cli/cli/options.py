@@ -53,7 +53,7 @@ MaxChromaLossOpt = Annotated[Optional[float], typer.Option(
          "correction scaled back where it would take more (e.g. 2 for product shots whose colour is their own; "
          "costs correction where colour should go: see the README). Default: no limit.")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when available.", rich_help_panel=MODEL)]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-file messages.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, counts or warnings; failures are still listed on stderr.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a batch resumes).", rich_help_panel=OUTPUT)]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="K/N: process only shard K of N (stable hash of the name), so N workers cover a folder exactly once.")]
 SplitOpt = Annotated[Optional[str], registry_option(SPLITS, help="iHarmony4 folders only, which composites", more="Default: train.", show_default=False)]
