@@ -10,8 +10,8 @@ Per image, over the foreground (mask > 0.5, the metrics' foreground; mask > 0 wh
   away (with ``--max-chroma-loss U`` it stays at or above -U, up to the limit's bisection);
 * ``lightness_change``: mean L* of the harmonized foreground minus the composite's (below 0: darker).
 
-The page shows composite | harmonized pairs, the images srin changed most (largest Delta E) first, with these
-numbers; pictures for the first :data:`PICTURES`, the numbers of all.
+The page shows composite | harmonized pairs (and the mask: what was recoloured), the images srin changed most
+(largest Delta E) first, with these numbers; pictures for the first :data:`PICTURES`, the numbers of all.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def rounded(row: dict) -> dict:
 
 class Review:
     """The rows of a batch (the caller's fields + :data:`NUMBERS`), in the order measured, and with
-    ``pictures`` the composite | harmonized thumbnails of the ``pictures`` most changed ones (JPEG data URIs:
+    ``pictures`` the composite | harmonized | mask thumbnails of the ``keep`` most changed ones (JPEG data URIs:
     a batch of any length holds a bounded few MB)."""
 
     def __init__(self, pictures: bool = False, keep: int = PICTURES):
@@ -81,14 +81,14 @@ class Review:
         self.rows.append(row)
         if self.pictures:
             entry = (row["delta_e"], len(self.rows) - 1)
-            if len(self._top) < self.keep:
-                heapq.heappush(self._top, (*entry, (_data_uri(composite), _data_uri(harmonized))))
-            elif entry > self._top[0][:2]:
-                heapq.heapreplace(self._top, (*entry, (_data_uri(composite), _data_uri(harmonized))))
+            if len(self._top) < self.keep or entry > self._top[0][:2]:
+                grey = np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8)
+                uris = tuple(_data_uri(x) for x in (composite, harmonized, cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)))
+                (heapq.heappush if len(self._top) < self.keep else heapq.heapreplace)(self._top, (*entry, uris))
         return row
 
-    def thumbnails(self) -> dict[int, tuple[str, str]]:
-        """Row index -> (composite, harmonized) data URIs, for the rows kept."""
+    def thumbnails(self) -> dict[int, tuple[str, str, str]]:
+        """Row index -> (composite, harmonized, mask) data URIs, for the rows kept."""
         return {i: uris for _, i, uris in self._top}
 
 
@@ -110,7 +110,7 @@ def write_numbers(path: Path, fields: list[str], rows: list[dict]) -> None:
 _CSS = """body{font-family:sans-serif;margin:1em 2em}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:4px 6px;text-align:right}td.name{text-align:left;word-break:break-all}
 #about td,#about th,#failed td,#failed th{text-align:left}#about,#failed{margin-bottom:1em}
-#images{width:100%}#images th{text-align:center}#images td.pic{width:30%}#images img{display:block;width:100%;height:auto}
+#images{width:100%}#images th{text-align:center}#images td.pic{width:30%}#images td.mask{width:12%}#images img{display:block;width:100%;height:auto}
 td.none{color:#888;text-align:center}p.how{max-width:60em}"""
 
 
@@ -137,16 +137,16 @@ def write_review(path: Path, review: Review, title: str, about: list[tuple[str, 
     for rank, i in enumerate(order, 1):
         r = review.rows[i]
         if i in pictures:
-            cells = "".join(f'<td class="pic"><img src="{uri}" alt="{what}"></td>'
-                            for uri, what in zip(pictures[i], ("composite", "harmonized")))
+            cells = "".join(f'<td class="{kind}"><img src="{uri}" alt="{what}"></td>' for uri, what, kind in
+                            zip(pictures[i], ("composite", "harmonized", "mask"), ("pic", "pic", "mask")))
         else:
-            cells = '<td class="none" colspan="2">(not shown)</td>'
+            cells = '<td class="none" colspan="3">(not shown)</td>'
         body.append(f'<tr><td>{rank}</td><td class="name">{esc(str(r["name"]))}</td>{cells}<td>{r["delta_e"]:.2f}</td>'
                     f'<td>{r["chroma_change"]:+.2f}</td><td>{r["lightness_change"]:+.2f}</td></tr>')
     shown = (f", pictures for the {len(pictures)} most changed" if len(pictures) < len(order) else "")
     parts.append(f"<h2>Per image, most changed first ({len(order)}{shown})</h2>"
                  '<table id="images"><tr><th>#</th><th>name</th><th>composite</th><th>harmonized</th>'
-                 f'<th>&Delta;E</th><th>chroma</th><th>lightness</th></tr>{"".join(body)}</table>')
+                 f'<th>mask</th><th>&Delta;E</th><th>chroma</th><th>lightness</th></tr>{"".join(body)}</table>')
     page = (f'<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
     atomic_write(path, page)

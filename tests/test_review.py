@@ -53,6 +53,7 @@ def test_review_keeps_pictures_of_the_most_changed_only():
         review.add({"name": f"im{i}"}, image, np.clip(image.astype(int) + shift, 0, 255).astype(np.uint8), mask)
     assert [r["name"] for r in review.rows] == ["im0", "im1", "im2", "im3", "im4"]  # in the order measured
     assert sorted(review.thumbnails()) == [1, 3]  # the two largest changes
+    assert all(len(pair) == 3 for pair in review.thumbnails().values())  # composite, harmonized, mask
     assert all(uri.startswith("data:image/jpeg;base64,") for pair in review.thumbnails().values() for uri in pair)
 
 
@@ -76,7 +77,7 @@ def test_harmonize_numbers_in_json_csv_and_page(harmonized_with_report):
     assert [r["name"] for r in rows] == [i["name"] for i in images]
     assert [float(r["delta_e"]) for r in rows] == [i["delta_e"] for i in images]
     text = page.read_text()
-    assert text.count("data:image/jpeg;base64,") == 10  # composite | harmonized for each image
+    assert text.count("data:image/jpeg;base64,") == 15  # composite | harmonized | mask for each image
     most_changed = sorted(images, key=lambda i: -i["delta_e"])
     positions = [text.index(f">{i['name']}<") for i in most_changed]
     assert positions == sorted(positions)  # most changed first
@@ -107,7 +108,7 @@ def test_compose_report_and_numbers(tmp_path):
                           "chroma_change", "lightness_change"]
     assert sorted(r["name"] for r in rows) == ["red_on_blue", "red_on_green"]
     text = (tmp_path / "page.html").read_text()
-    assert text.count("data:image/jpeg;base64,") == 4 and "srin compose" in text
+    assert text.count("data:image/jpeg;base64,") == 6 and "srin compose" in text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
@@ -115,7 +116,7 @@ def test_review_page_renders_in_headless_chromium(harmonized_with_report, tmp_pa
     _, page, _ = harmonized_with_report
     common = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60).stdout
-    assert dom.count("<img") == 10 and "Per image, most changed first (5)" in dom
+    assert dom.count("<img") == 15 and "Per image, most changed first (5)" in dom
     shot = tmp_path / "shot.png"
     subprocess.run([*common, "--window-size=1200,900", f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=60)
     pixels = read_image(shot)
