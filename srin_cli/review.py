@@ -110,7 +110,7 @@ def write_numbers(path: Path, fields: list[str], rows: list[dict]) -> None:
 _CSS = """body{font-family:sans-serif;margin:1em 2em}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:4px 6px;text-align:right}td.name{text-align:left;word-break:break-all}
 #about td,#about th,#failed td,#failed th{text-align:left}#about,#failed{margin-bottom:1em}
-#images{width:100%}#images th{text-align:center}#images td.pic{width:30%}#images td.mask{width:12%}#images img{display:block;width:100%;height:auto}
+#images{width:100%}#images th{text-align:center}#images td.pic{width:28%}#images td.mask{width:12%}#images td.name{width:12%}#images img{display:block;width:100%;height:auto}
 td.none{color:#888;text-align:center}p.how{max-width:60em}"""
 
 
