@@ -44,6 +44,21 @@ def interrupts_held() -> Iterator[None]:
 # the hidden temp files of atomic_open: .NAME.PID.XXXXXXXX.part (mkstemp's 8 random characters)
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.part$")
 
+#: the longest NAME kept whole in a temp name: with the PID, 8 random characters and ".part" the temp name stays
+#: under the 255 bytes a file name may have, whenever the target's own name fits
+_TEMP_STEM_BYTES = 200
+
+
+def _temp_stem(name: str) -> str:
+    """NAME as its temp files carry it: as is, or, when long, its first characters and a digest of the whole."""
+    raw = os.fsencode(name)
+    if len(raw) <= _TEMP_STEM_BYTES:
+        return name
+    import hashlib
+
+    return os.fsdecode(raw[:_TEMP_STEM_BYTES - 17]) + "~" + hashlib.sha256(raw).hexdigest()[:16]
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -55,7 +70,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> Ite
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # the PID in the name lets clean_stale_parts leave the temp files of a live run alone
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(path.name)}.{os.getpid()}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh
@@ -100,13 +115,14 @@ def clean_stale_parts(folder: Path, names: set[str] | None = None) -> list[Path]
     A leftover one is never a finished output: writes are renamed when complete. Files whose PID is a running
     process are left alone: another run may be writing them. Returns the removed paths."""
     removed: list[Path] = []
+    stems = {_temp_stem(n) for n in names} if names is not None else None
     try:
         entries = list(os.scandir(folder))
     except OSError:  # missing, not a folder, unreadable: nothing of ours to clean
         return removed
     for entry in entries:
         match = _TEMP_NAME.match(entry.name)
-        if match is None or (names is not None and match.group("name") not in names):
+        if match is None or (names is not None and match.group("name") not in stems):
             continue
         if entry.is_file(follow_symlinks=False) and not _written_by_live_process(int(match.group("pid"))):
             Path(entry.path).unlink(missing_ok=True)

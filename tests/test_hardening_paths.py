@@ -396,3 +396,28 @@ def test_batch_is_bounded(tmp_path, command):
     one_line_error(run(command, root, "--method", "lab", "-o", tmp_path / "out", "--batch", MAX_BATCH + 1), "--batch")
     r = run(command, root, "--method", "lab", "-o", tmp_path / "out", "--batch", MAX_BATCH, "-q")
     assert r.exit_code == 0, r.output
+
+
+# ---------------------------------------------------------------- the wider pass: long names
+
+
+def test_an_output_name_of_250_bytes_is_written_and_its_stale_temp_file_cleaned(tmp_path):
+    from srin_cli.files import atomic_write, clean_stale_parts
+
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    stem = "é" * 120  # 240 bytes
+    (root / "composite_images" / "img_000_1.png").rename(root / "composite_images" / f"{stem}_1.png")
+    (root / "masks" / "img_000.png").rename(root / "masks" / f"{stem}.png")
+    r = run("harmonize", root, "--method", "lab", "-o", tmp_path / "out", "--suffix", "_hhh")
+    assert r.exit_code == 0, r.output
+    target = tmp_path / "out" / f"{stem}_1_hhh.png"  # 250 bytes: its temp name would not fit whole
+    assert target.is_file() and len(os.fsencode(target.name)) == 250
+    stale = tmp_path / "out" / f".{stem[:91]}~{'0' * 16}.4194303.abcdefgh.part"  # another name's digest: kept
+    stale.write_bytes(b"x")
+    from srin_cli import files
+
+    own = tmp_path / "out" / f".{files._temp_stem(target.name)}.4194303.abcdefgh.part"  # a dead PID's, this file's
+    own.write_bytes(b"x")
+    assert clean_stale_parts(tmp_path / "out", {target.name}) == [own] and stale.exists()
+    atomic_write(target, b"y")
+    assert target.read_bytes() == b"y"
