@@ -98,8 +98,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"refusing to load {path}: not a weights-only srin checkpoint ({first_line(exc, 200)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a srin checkpoint (no '{CHECKPOINT_FORMAT}' header)")
-    if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer srin (checkpoint version {payload['version']})")
+    version = payload.get("version", 0)
+    if type(version) is not int or version < 0:
+        raise CheckpointError(f"{path} is not a srin checkpoint srin can read (checkpoint version {str(version)[:40]!r})")
+    if version > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer srin (checkpoint version {version})")
     expected = payload.get(DIGEST_KEY)
     if expected is not None:  # checkpoints from before the digest have none: their CRCs were checked above
         state = payload.get("state_dict")

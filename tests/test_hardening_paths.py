@@ -421,3 +421,39 @@ def test_an_output_name_of_250_bytes_is_written_and_its_stale_temp_file_cleaned(
     assert clean_stale_parts(tmp_path / "out", {target.name}) == [own] and stale.exists()
     atomic_write(target, b"y")
     assert target.read_bytes() == b"y"
+
+
+@pytest.mark.parametrize("version,fragment", [(2, "written by a newer srin (checkpoint version 2)"),
+                                              ("x", "checkpoint version 'x'"), (None, "checkpoint version 'None'"),
+                                              (1.5, "checkpoint version '1.5'")])
+def test_a_checkpoint_from_a_future_or_unknown_version_is_refused(tmp_path, tiny_checkpoint, version, fragment):
+    import torch
+
+    from srin_cli.build import read_checkpoint
+
+    payload = read_checkpoint(tiny_checkpoint)
+    payload["version"] = version
+    torch.save(payload, tmp_path / "v.pt")
+    root = make_pairs(tmp_path / "in", n=1, size=(24, 32), with_real=False)
+    one_line_error(run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "v.pt"), fragment)
+
+
+def test_a_file_removed_after_listing_fails_by_name(tmp_path, monkeypatch):
+    """The folder changes during the run: a composite and a mask deleted once the batch is paired."""
+    import srin_cli.data.pairing as pairing
+
+    root = make_pairs(tmp_path / "in", n=3, size=(24, 32), with_real=False)
+    real_pair = pairing.pair_items
+
+    def pair_then_delete(*args, **kwargs):
+        items = real_pair(*args, **kwargs)
+        (root / "composite_images" / "img_000_1.png").unlink()
+        (root / "masks" / "img_001.png").unlink()
+        return items
+
+    monkeypatch.setattr(pairing, "pair_items", pair_then_delete)
+    r = run("harmonize", root, "--method", "lab", "-o", tmp_path / "out")
+    assert r.exit_code == 1, r.output
+    failed_line(r, "img_000_1.png", "no such file")
+    failed_line(r, "img_001_1.png", "img_001.png: no such file")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img_002_1.png"]
