@@ -238,9 +238,9 @@ def test_train_loss_default_and_resume_keeps_the_runs_loss(tmp_path):
     _one_line_error(run("train", root, "-o", tmp_path / "bad", "--loss", "l2", *common))
 
 
-def test_harmonize_sample_inputs_with_another_shipped_model(tmp_path):
-    """A shipped model besides the default (whose outputs tests/test_bit_identical.py checks byte for byte)."""
-    r = run("harmonize", REPO / "sample_inputs", "-o", tmp_path / "h", "--model", "rain")
+@pytest.mark.parametrize("model", ["default", "rain"])
+def test_harmonize_sample_inputs_with_shipped_model(tmp_path, model):
+    r = run("harmonize", REPO / "sample_inputs", "-o", tmp_path / "h", "--model", model)
     assert r.exit_code == 0, r.output
     comps = sorted((REPO / "sample_inputs" / "composite_images").iterdir())
     for comp in comps:
@@ -248,7 +248,6 @@ def test_harmonize_sample_inputs_with_another_shipped_model(tmp_path):
         assert out.shape == read_image(comp).shape
 
 
-@pytest.mark.slow  # 248 pairs; the same command on sample_inputs: tests/test_bit_identical.py
 @needs_shared
 def test_default_model_beats_the_composite_on_labelme_val(tmp_path):
     r = run("evaluate", SHARED / "labelme_val", "-o", tmp_path, "-q")

@@ -56,7 +56,6 @@ def test_onnx_matches_pytorch_within_one_grey_level(exported):
         assert np.array_equal(a[mask == 0], image[mask == 0])
 
 
-@pytest.mark.slow  # the second-pass model below flip-averages too, in one export
 def test_onnx_graph_of_a_flip_averaging_model_matches_pytorch(tmp_path):
     pytest.importorskip("onnxscript")
     torch.manual_seed(1)
