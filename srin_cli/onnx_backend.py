@@ -217,10 +217,6 @@ def open_onnx(checkpoint: str | os.PathLike, threads: int | None = None, referen
     except Exception:  # noqa: BLE001 - a broken file only costs speed: the PyTorch path still runs
         note(f"{path} is not a readable ONNX model (damaged?): ignored, PyTorch runs the model")
         return None
-    remake = f"python -m srin_cli.onnx_backend {checkpoint} remakes it"
-    if own_digest is None:
-        note(f"{path} has no SHA-256 entry of its own: ignored, PyTorch runs the model ({remake})")
-        return None
     meta = session.get_modelmeta().custom_metadata_map
     if meta.get(DIGEST_KEY) != checkpoint_digest(checkpoint):
         note(f"{path} was made from another checkpoint: ignored, PyTorch runs the model "
