@@ -26,7 +26,7 @@ def collect_inputs(inputs: list[Path], recursive: bool = False, exclude: Path | 
         if str(src) == "-":  # bytes, as the names are: any line (NUL bytes, not UTF-8) becomes one item
             files += [Path(os.fsdecode(line.strip())) for line in sys.stdin.buffer if line.strip()]
         elif src.is_dir():
-            found = list_images(src, recursive)
+            found = list_images(src, recursive, other_formats=True)  # each read, or failing by name
             if exclude is not None and exclude.resolve() != src.resolve():
                 found = [f for f in found if exclude.resolve() not in f.resolve().parents]
             files += found

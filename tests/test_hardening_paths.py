@@ -457,3 +457,18 @@ def test_a_file_removed_after_listing_fails_by_name(tmp_path, monkeypatch):
     failed_line(r, "img_000_1.png", "no such file")
     failed_line(r, "img_001_1.png", "img_001.png: no such file")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img_002_1.png"]
+
+
+def test_other_image_formats_in_a_folder_are_read_or_fail_by_name(tmp_path):
+    root = make_pairs(tmp_path / "in", n=2, size=(24, 32), with_real=False)
+    comps = root / "composite_images"
+    Image.open(comps / "img_001_1.png").save(comps / "netpbm_1.ppm")
+    (root / "masks" / "img_000.png").rename(root / "masks" / "netpbm.png")
+    (comps / "img_000_1.png").unlink()
+    (comps / "phone_1.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(root / "masks" / "phone.png")
+    (comps / "notes.txt").write_text("not an image: not listed")
+    r = run("harmonize", root, "--method", "lab", "-o", tmp_path / "out")
+    assert r.exit_code == 1, r.output
+    failed_line(r, "phone_1.heic", ".heic images cannot be read here")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img_001_1.png", "netpbm_1.png"]

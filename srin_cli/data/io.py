@@ -37,14 +37,28 @@ def is_broken_link(path: Path) -> bool:
     return path.is_symlink() and not path.exists() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def list_images(root: Path, recursive: bool = False) -> list[Path]:
+#: image formats srin does not expect in a folder (camera RAW, HEIC, ...): with ``other_formats`` they are listed
+#: too, so that each is read if it can be (as when named) or fails by name, never skipped without a word
+OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".jfif", ".jpe", ".tga", ".ppm", ".pgm",
+                          ".pbm", ".pnm", ".ico", ".psd", ".exr", ".hdr", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf",
+                          ".orf", ".rw2", ".svg")
+
+
+def list_images(root: Path, recursive: bool = False, other_formats: bool = False) -> list[Path]:
     """The image files of a folder (sorted; sub-folders too with ``recursive``), or ``[root]`` for a file.
-    Broken symbolic links with image names are listed too, so that reading them fails by name."""
+    Broken symbolic links with image names are listed too, so that reading them fails by name; with
+    ``other_formats``, files of :data:`OTHER_IMAGE_EXTENSIONS` too."""
     if root.is_file():
         return [root]
     pattern = "**/*" if recursive else "*"
+
+    def listed(p: Path) -> bool:
+        if is_image_file(p) or is_broken_link(p):
+            return True
+        return other_formats and p.suffix.lower() in OTHER_IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+
     try:
-        return sorted(p for p in root.glob(pattern) if is_image_file(p) or is_broken_link(p))
+        return sorted(p for p in root.glob(pattern) if listed(p))
     except PermissionError:
         raise InputError(f"{root}: permission denied") from None
 
@@ -80,6 +94,8 @@ def _open(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, UnidentifiedImageError) and path.suffix.lower() in OTHER_IMAGE_EXTENSIONS:
+            raise InputError(f"{path}: {path.suffix} images cannot be read here; convert it to PNG or JPEG") from None
         msg = first_line(exc).replace(f" '{path}'", "")  # the path is said once
         raise InputError(f"{path}: not a readable image ({msg})") from None
     try:
@@ -270,9 +286,12 @@ def encode_image(image: np.ndarray, suffix: str, quality: int = 95) -> bytes:
         params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     elif suffix == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
-    ok, buf = cv2.imencode(suffix, bgr, params)
+    try:
+        ok, buf = cv2.imencode(suffix, bgr, params)
+    except cv2.error:  # a format OpenCV does not write (--format same with a .jfif input, say)
+        ok = False
     if not ok:
-        raise InputError(f"cannot encode an image as {suffix}")
+        raise InputError(f"cannot encode an image as {suffix} (--format png writes any input)")
     return buf.tobytes()
 
 
