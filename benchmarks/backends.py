@@ -27,9 +27,6 @@ def inputs(model, batch: int):
     mask = torch.zeros(batch, 1, s, s)
     mask[:, :, s // 4: 3 * s // 4, s // 3: 2 * s // 3] = 1
     semantic = torch.rand(batch, c, s, s, generator=g)
-    if model.config.regions:
-        semantic[:, 3:] = 0
-        semantic[:, 3] = 1 - mask[:, 0]
     return torch.rand(batch, 3, s, s, generator=g), mask, semantic
 
 

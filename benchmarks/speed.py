@@ -122,8 +122,7 @@ def training_rate(config, steps: int = 6) -> float:
     cfg = {**config.to_dict(), "image_size": 128}
     model = model_from_config(cfg).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    ds = open_dataset(SHARED / "labelme_train", 128, create_segmenter("felzenszwalb"), "train", 16 * (steps + 1),
-                      model.config.regions)
+    ds = open_dataset(SHARED / "labelme_train", 128, create_segmenter("felzenszwalb"), "train", 16 * (steps + 1))
     for i in range(len(ds)):  # maps are cached across epochs in training: time the steady state
         ds.labels_for(i, ds.images[i])
     t0 = None

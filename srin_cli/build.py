@@ -1,11 +1,11 @@
-"""Builders, the registry of shipped models, and self-describing checkpoints.
+"""Builders and self-describing checkpoints (the shipped models: :data:`srin_cli.registry.MODELS`).
 
 A checkpoint is a plain dict ``{format, version, srin_version, config, state_dict, summary, weights_sha256,
 config_sha256}`` that loads with ``torch.load(..., weights_only=True)``: nothing in it can run code, and loading
 rebuilds the architecture from ``config`` with no flags repeated. ``weights_sha256`` (:func:`weights_digest`) and
 ``config_sha256`` (:func:`srin_cli.model_config.config_digest`) are verified on load, and the zip container's
-CRC-32s are checked first, so flipped bytes are refused rather than run; checkpoints from before a digest existed
-are checked by their CRCs only. The config is checked too (known keys, sane ranges: :mod:`srin_cli.model_config`)
+CRC-32s are checked first, so flipped bytes are refused rather than run; a checkpoint without the weights' digest
+is refused (one without the config's digest has its config checked only). The config is checked too (known keys, sane ranges: :mod:`srin_cli.model_config`)
 before anything is built from it, and must fit the weights' shapes.
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ from .errors import CheckpointError, first_line
 from .files import atomic_write
 from .model_config import check_config, config_digest
 from .modeling.unet import HarmonizationUNet, UNetConfig
-from .registry import MODELS, shipped_model_path  # noqa: F401 - shipped_model_path: kept importable from here
 
 CHECKPOINT_FORMAT = "srin-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -104,15 +103,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if version > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} was written by a newer srin (checkpoint version {version})")
     expected = payload.get(DIGEST_KEY)
-    if expected is not None:  # checkpoints from before the digest have none: their CRCs were checked above
-        state = payload.get("state_dict")
-        try:
-            actual = weights_digest(state)
-        except Exception:  # noqa: BLE001 - not a dict of tensors: the same refusal
-            actual = None
-        if actual != expected:
-            raise CheckpointError(f"refusing to load {path}: its weights do not match their SHA-256 digest "
-                                  "(the file is damaged or was altered)")
+    if expected is None:
+        raise CheckpointError(f"refusing to load {path}: it has no SHA-256 digest of its weights ({DIGEST_KEY})")
+    try:
+        actual = weights_digest(payload.get("state_dict"))
+    except Exception:  # noqa: BLE001 - not a dict of tensors: the same refusal
+        actual = None
+    if actual != expected:
+        raise CheckpointError(f"refusing to load {path}: its weights do not match their SHA-256 digest "
+                              "(the file is damaged or was altered)")
     config = check_config(payload.get("config"), str(path))
     expected = payload.get(CONFIG_DIGEST_KEY)
     if expected is not None and config_digest(config) != expected:  # older checkpoints: their config is checked only

@@ -174,7 +174,6 @@ class Harmonizer(HarmonizationMethod):
         self.network = network
         self.config = dict(config)
         self.size = int(self.config["image_size"])
-        self.regions = int(self.config.get("regions") or 0)
         self.segmenter = segmenter
         self.needs_labels = self.config.get("norm") == "srin"
         self.backend = backend
@@ -212,7 +211,7 @@ class Harmonizer(HarmonizationMethod):
         if labels is None:
             labels = self.segmenter(image) if self.segmenter is not None else np.ones(image.shape[:2], np.int32)
         small_labels = cv2.resize(np.asarray(labels, np.int32), (s, s), interpolation=cv2.INTER_NEAREST)
-        semantic = encode_semantic(small_labels, small, small_mask, self.regions)
+        semantic = encode_semantic(small_labels, small, small_mask)
         return tuple(_planar(a) for a in (small, small_mask, semantic))
 
     def transform_many(self, inputs: list[NetworkInputs]) -> list[ColourTransform]:

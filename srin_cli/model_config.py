@@ -15,12 +15,13 @@ import math
 from .errors import CheckpointError
 
 # UNetConfig's fields (srin_cli.modeling.unet; tests/test_hardening_paths.py keeps the two lists equal)
-KNOWN_KEYS = ("norm", "widths", "semantic_channels", "norm_levels", "global_branch", "image_size", "regions", "gate",
-              "gate_bias", "segmenter", "flip_average", "second_pass_bias")
+KNOWN_KEYS = ("norm", "widths", "semantic_channels", "norm_levels", "image_size", "gate", "gate_bias", "segmenter",
+              "flip_average", "second_pass_bias")
+# keys of options srin no longer has, accepted at their "off" value only (the shipped models' configs hold them)
+RETIRED_KEYS = {"global_branch": False, "regions": 0}
 IMAGE_SIZE = (16, 1024)
 MAX_WIDTH = 1024
 MAX_LEVELS = 8
-MAX_REGIONS = 64
 MAX_BIAS = 100.0
 
 
@@ -37,9 +38,9 @@ def _number(value, limit: float) -> bool:
     return type(value) in (int, float) and math.isfinite(value) and abs(value) <= limit
 
 
-def check_config(config, source: str, known=KNOWN_KEYS) -> dict:
+def check_config(config, source: str, known=KNOWN_KEYS + tuple(RETIRED_KEYS)) -> dict:
     """``config`` when it is a sane model config; else a one-line CheckpointError naming ``source`` (the file)
-    and the first problem. ``known``: the keys accepted (default: :data:`KNOWN_KEYS`)."""
+    and the first problem. ``known``: the keys accepted (default: :data:`KNOWN_KEYS` and :data:`RETIRED_KEYS`)."""
     from .registry import NORMS, SEGMENTERS
 
     def bad(what: str) -> CheckpointError:
@@ -54,20 +55,20 @@ def check_config(config, source: str, known=KNOWN_KEYS) -> dict:
     checks = {
         "norm": lambda v: isinstance(v, str) and v in NORMS,
         "widths": lambda v: isinstance(v, (list, tuple)) and 1 <= len(v) <= MAX_LEVELS and all(_int(w, 1, MAX_WIDTH) for w in v),
-        "semantic_channels": lambda v: _int(v, 1, 3 + MAX_REGIONS),
+        "semantic_channels": lambda v: _int(v, 3, 3),  # the region-mean encoding (srin_cli.semantic)
         "norm_levels": lambda v: isinstance(v, (list, tuple)) and all(_int(n, 0, max(0, len(widths) - 1)) for n in v),
-        "global_branch": lambda v: type(v) is bool,
         "image_size": lambda v: _int(v, *IMAGE_SIZE),
-        "regions": lambda v: _int(v, 0, MAX_REGIONS),
         "gate": lambda v: type(v) is bool,
         "gate_bias": lambda v: _number(v, MAX_BIAS),
         "segmenter": lambda v: isinstance(v, str) and v in SEGMENTERS,
         "flip_average": lambda v: type(v) is bool,
         "second_pass_bias": lambda v: v is None or _number(v, MAX_BIAS),
+        **{key: (lambda off: lambda v: type(v) is type(off) and v == off)(off) for key, off in RETIRED_KEYS.items()},
     }
     for key, ok in checks.items():
         if key in config and not ok(config[key]):
-            hint = f" (allowed: {IMAGE_SIZE[0]}-{IMAGE_SIZE[1]})" if key == "image_size" else ""
+            hint = f" (allowed: {IMAGE_SIZE[0]}-{IMAGE_SIZE[1]})" if key == "image_size" else \
+                f" (allowed: {RETIRED_KEYS[key]}; srin no longer has that option)" if key in RETIRED_KEYS else ""
             raise bad(f"has an invalid {key}: {str(config[key])[:80]!s}{hint}")
     if "image_size" not in config:
         raise bad("has no image_size")
@@ -78,7 +79,7 @@ def check_onnx_inputs(inputs, config: dict, source: str) -> None:
     """The ONNX graph's inputs (``session.get_inputs()``: image, mask, semantic, each B x C x s x s) agree with
     the config's image_size and semantic channels; a dimension given by name (the batch) is not compared."""
     s = config["image_size"]
-    channels = 3 + int(config.get("regions") or 0) if config.get("regions") else config.get("semantic_channels", 3)
+    channels = config.get("semantic_channels", 3)
     for node, c in zip(inputs, (3, 1, channels)):
         expected = [c, s, s]
         actual = list(node.shape[1:])

@@ -92,12 +92,12 @@ MODELS = Registry("--model", {
     "in": Entry("in_baseline.pt", "plain instance-norm baseline"),
 })
 
-# the network's normalization layer (srin_cli.modeling.norms); builders take (channels, semantic_channels, regions)
+# the network's normalization layer: nn.Module classes taking (channels, semantic_channels) (srin_cli.modeling.norms)
 NORMS = Registry("--norm", {
-    "srin": Entry("srin_cli.modeling.norms:build_srin", "SRIN; with --regions, its region-token form"),
-    "rain": Entry("srin_cli.modeling.norms:build_rain", "RAIN"),
-    "bain": Entry("srin_cli.modeling.norms:build_bain", "background-attention IN"),
-    "in": Entry("srin_cli.modeling.norms:build_in", "plain instance norm"),
+    "srin": Entry("srin_cli.modeling.norms:SRIN", "SRIN"),
+    "rain": Entry("srin_cli.modeling.norms:RAIN", "RAIN"),
+    "bain": Entry("srin_cli.modeling.norms:BAIN", "background-attention IN"),
+    "in": Entry("srin_cli.modeling.norms:PlainIN", "plain instance norm"),
 })
 
 def shipped_model_path(name: str):

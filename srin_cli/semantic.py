@@ -11,12 +11,6 @@ segmenters); it sees a 3-channel **region-mean encoding**:
 So M_s is the composite "painted by regions": it tells SRIN which pixels belong together and what each
 region looks like, it is invariant to how segments are numbered, and a coarser or finer segmenter only
 changes how flat the painting is.
-
-Models with ``regions = K > 0`` also get K **background-region membership** channels after those three:
-channel 3 + j is 1 on the j-th largest background region (after the split), the last channel holds all
-smaller background regions together, and foreground pixels are 0 everywhere. SRIN pools background
-features per region from them (region tokens), so the map decides which statistics the foreground can
-draw on; the channel order (by size) is again independent of label numbering.
 """
 from __future__ import annotations
 
@@ -41,42 +35,20 @@ def split_by_mask(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return table[combined]
 
 
-def encode_semantic(labels: np.ndarray, image: np.ndarray, mask: np.ndarray, regions: int = 0) -> np.ndarray:
-    """Region-mean encoding, plus ``regions`` background-membership channels when asked.
+def encode_semantic(labels: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Region-mean encoding.
 
-    Shape: labels HxW int, image HxWx3 uint8, mask HxW float in [0, 1] -> HxWx(3+regions) float32 in [0, 1].
+    Shape: labels HxW int, image HxWx3 uint8, mask HxW float in [0, 1] -> HxWx3 float32 in [0, 1].
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != labels.shape:
         raise ValueError(f"image must be HxWx3 matching labels {labels.shape}, got {image.shape}")
-    if regions < 0 or regions == 1:
-        raise ValueError(f"regions must be 0 or at least 2, got {regions}")
     split = split_by_mask(labels, mask).ravel()
     n = int(split.max()) + 1
     counts = np.bincount(split, minlength=n).astype(np.float64)
     pixels = image.reshape(-1, 3).astype(np.float64) / 255.0
     means = np.stack([np.bincount(split, weights=pixels[:, c], minlength=n) for c in range(3)], axis=1)
     means /= np.maximum(counts, 1)[:, None]
-    encoded = means[split].reshape(image.shape).astype(np.float32)
-    if not regions:
-        return encoded
-    return np.concatenate([encoded, _membership(split.reshape(labels.shape), mask, regions)], axis=2)
-
-
-def _membership(split: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
-    """HxWxk one-hot of the k-1 largest background regions, the rest of the background in the last channel."""
-    background = mask <= 0.5
-    ids = split[background]
-    out = np.zeros((*split.shape, k), np.float32)
-    if ids.size == 0:
-        return out
-    counts = np.bincount(ids)
-    order = np.argsort(-counts, kind="stable")
-    order = order[counts[order] > 0]
-    channel = np.full(counts.shape[0], k - 1, np.int64)
-    channel[order[: k - 1]] = np.arange(min(k - 1, order.size))
-    rows, cols = np.nonzero(background)
-    out[rows, cols, channel[ids]] = 1.0
-    return out
+    return means[split].reshape(image.shape).astype(np.float32)
 
 
 def colorize_labels(labels: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -211,22 +211,20 @@ def test_checkpoints_carry_a_digest_of_their_weights(tmp_path, tiny_checkpoint):
     one_line_error(run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "altered.pt"),
                    "do not match their SHA-256 digest")
     assert not (tmp_path / "out").exists()
-    # a checkpoint from before the digest existed still loads (its CRCs are checked)
-    old = {k: v for k, v in payload.items() if k != "weights_sha256"}
-    torch.save(old, tmp_path / "old.pt")
-    assert "weights_sha256" not in read_checkpoint(tmp_path / "old.pt")
-    r = run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "old.pt")
-    assert r.exit_code == 0, r.output
+    # a checkpoint without the weights' digest is refused
+    torch.save({k: v for k, v in payload.items() if k != "weights_sha256"}, tmp_path / "undigested.pt")
+    one_line_error(run("harmonize", root, "-o", tmp_path / "out", "--checkpoint", tmp_path / "undigested.pt"),
+                   "no SHA-256 digest of its weights")
     with pytest.raises(CheckpointError, match="SHA-256"):
         read_checkpoint(tmp_path / "altered.pt")
 
 
 def test_shipped_checkpoints_load_with_their_checks():
-    from srin_cli.build import shipped_model_path
+    from srin_cli.registry import shipped_model_path
     from srin_cli.registry import MODELS
 
     for name in MODELS:
-        read_checkpoint(shipped_model_path(name))  # with or without a digest: CRCs and (when present) digest pass
+        read_checkpoint(shipped_model_path(name))  # CRCs and the weights' digest pass
 
 
 # ---------------------------------------------------------------- 5. an unwritable output folder, before any work

@@ -19,13 +19,11 @@ def _inputs(b=2, s=64, seed=0, fg=0.3):
     return image, mask, semantic
 
 
-@pytest.mark.parametrize("norm,global_branch", [(n, False) for n in NORMS] + [("srin", True)])
-def test_shapes_gradients_and_no_nan(norm, global_branch):
+@pytest.mark.parametrize("norm", list(NORMS))
+def test_shapes_gradients_and_no_nan(norm):
     torch.manual_seed(0)
-    model = build_model(norm, global_branch=global_branch, **TINY)
+    model = build_model(norm, **TINY)
     torch.nn.init.normal_(model.head.weight, std=0.1)  # the head starts at zero (identity); open it up
-    if global_branch:
-        torch.nn.init.normal_(model.global_head[-1].weight, std=0.1)
     image, mask, semantic = _inputs()
     out = model(image, mask, semantic)
     assert out.shape == image.shape
@@ -199,82 +197,28 @@ def test_not_a_checkpoint(tmp_path):
         load_model(tmp_path / "missing.pt")
 
 
-def _region_inputs(b=2, s=64, k=4, seed=0):
-    """Inputs for a region-token SRIN: colours + k background memberships (stripes of the background)."""
-    image, mask, colours = _inputs(b, s, seed)
-    member = torch.zeros(b, k, s, s)
-    stripe = torch.arange(s).div(max(1, s // k), rounding_mode="floor").clamp_max(k - 1)
-    member.scatter_(1, stripe.view(1, 1, 1, s).expand(b, 1, s, s), 1.0)
-    return image, mask, torch.cat([colours, member * (1 - mask)], dim=1)
-
-
-def test_region_srin_shapes_gradients_and_identity_at_init():
-    torch.manual_seed(0)
-    model = build_model("srin", regions=4, norm_levels=(0, 1, 2), **TINY)
-    assert model.config.semantic_channels == 7 and type(model.norms["2"]).__name__ == "RegionSRIN"
-    image, mask, semantic = _region_inputs()
-    with torch.no_grad():
-        assert torch.allclose(model(image, mask, semantic), image, atol=1e-6)
-    torch.nn.init.normal_(model.head.weight, std=0.1)
-    out = model(image, mask, semantic)
-    (out - image.flip(1)).abs().mean().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
-    assert not missing, f"no gradient reached {missing}"
-
-
-def test_region_srin_blank_map_gives_global_statistics_and_ignores_region_order():
-    """One background region offers only the global background statistics (RAIN's); tokens have no order."""
-    from srin_cli.modeling.norms import RegionSRIN, region_stats
-
-    torch.manual_seed(0)
-    layer = RegionSRIN(8, semantic_channels=3 + 4)
-    x = torch.randn(2, 8, 16, 16)
-    mask = torch.zeros(2, 1, 16, 16)
-    mask[..., 4:10, 3:12] = 1
-    blank = torch.zeros(2, 7, 16, 16)
-    blank[:, 3] = 1 - mask[:, 0]
-    mu_f, sd_f = region_stats(x, mask)
-    fg = mask.bool().expand_as(x)
-    # at init: the foreground normalized by its own statistics (gamma = 1, beta ~ 0), like the pixel SRIN
-    assert torch.allclose(layer(x, mask, blank)[fg], ((x - mu_f) / sd_f)[fg], atol=1e-2)
-    # gamma/beta as the identity of the context: a blank map hands the foreground the background's global mean/std
-    with torch.no_grad():
-        layer.g_gamma.weight.zero_(); layer.g_gamma.bias.zero_(); layer.g_beta.weight.zero_()
-        layer.g_gamma.weight[:, :8, 0, 0] = torch.eye(8)
-        layer.g_beta.weight[:, 8:, 0, 0] = torch.eye(8)
-    mu_b, sd_b = region_stats(x, 1 - mask)
-    assert torch.allclose(layer(x, mask, blank)[fg], ((x - mu_f) / sd_f * sd_b + mu_b)[fg], atol=1e-3)
-    _, _, sem = _region_inputs(2, 16, 4)
-    sem[:, 3:] *= 1 - mask
-    for p in layer.parameters():
-        torch.nn.init.normal_(p, std=0.3)
-    shuffled = torch.cat([sem[:, :3], sem[:, [6, 4, 3, 5]]], dim=1)
-    assert torch.allclose(layer(x, mask, sem), layer(x, mask, shuffled), atol=1e-5)
-    assert not torch.allclose(layer(x, mask, sem), layer(x, mask, blank), atol=1e-3)  # the map matters
-
-
-def test_region_srin_gradcheck_float64():
-    from srin_cli.modeling.norms import RegionSRIN
-
-    torch.manual_seed(0)
-    layer = RegionSRIN(4, semantic_channels=6).double()
-    for p in layer.parameters():
-        torch.nn.init.normal_(p, std=0.5)
-    x = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
-    mask = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
-    mask[..., 1:3, 1:3] = 1
-    sem = torch.rand(1, 6, 4, 4, dtype=torch.float64)
-    sem[:, 3:] *= 1 - mask
-    sem.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a, s: layer(a, mask, s), (x, sem), eps=1e-6, atol=1e-5)
-
-
 @pytest.mark.parametrize("name", sorted(__import__("srin_cli.registry", fromlist=["MODELS"]).MODELS))
 def test_every_shipped_model_loads_and_has_a_model_card(name):
-    from srin_cli.build import shipped_model_path
+    from srin_cli.registry import shipped_model_path
 
     path = shipped_model_path(name)
     model, payload = load_model(path)
     assert path.with_suffix(".md").is_file(), f"no model card for {name}"
     # CPU-practical network sizes: 128 (the baselines, labelme) or 160 (default, srin)
     assert model.config.image_size in (128, 160) and payload["config"]["norm"] in NORMS
+
+
+def test_retired_options_are_accepted_only_switched_off():
+    """Configs written when srin had region tokens and a global branch hold them switched off (every shipped
+    model's does): those load; one that has them on is refused in one line."""
+    from srin_cli.errors import CheckpointError
+    from srin_cli.model_config import check_config
+    from srin_cli.modeling.unet import UNetConfig
+
+    old = {**build_model("srin", **TINY).config.to_dict(), "global_branch": False, "regions": 0}
+    assert UNetConfig.from_dict(old) == build_model("srin", **TINY).config and check_config(old, "m.pt") is old
+    for key, on in (("regions", 4), ("global_branch", True)):
+        with pytest.raises(ValueError, match=f"{key}.*no longer"):
+            UNetConfig.from_dict({**old, key: on})
+        with pytest.raises(CheckpointError, match=f"invalid {key}.*no longer has that option"):
+            check_config({**old, key: on}, "m.pt")

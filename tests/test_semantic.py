@@ -30,23 +30,3 @@ def test_felzenszwalb_labels_any_size():
         assert labels.shape == (h, w) and labels.dtype == np.int32 and labels.min() >= 1
     preview = colorize_labels(labels)
     assert preview.shape == (600, 300, 3) and preview.dtype == np.uint8
-
-
-def test_region_channels_rank_background_regions_by_size():
-    labels = np.zeros((20, 20), int)
-    labels[:, 10:] = 1  # two halves of 200 pixels each ...
-    labels[:2, :2] = 2  # ... a tiny region (4 pixels) ...
-    labels[15:, :] = 3  # ... and a bottom band of 100 pixels
-    mask = np.zeros((20, 20), np.float32)
-    mask[5:10, 5:15] = 1
-    image = np.full((20, 20, 3), 128, np.uint8)
-    enc = encode_semantic(labels, image, mask, regions=3)
-    assert enc.shape == (20, 20, 6)
-    member = enc[..., 3:]
-    assert np.all(member[mask > 0.5] == 0)  # foreground: in no background region
-    assert np.all(member[mask <= 0.5].sum(1) == 1)  # every background pixel in exactly one channel
-    sizes = member.sum((0, 1))
-    assert list(sizes) == sorted(sizes[:2], reverse=True) + [sizes[2]]
-    assert member[0, 0, 2] == 1  # the smallest regions share the last channel
-    # renumbering the labels changes nothing
-    assert np.array_equal(enc, encode_semantic(np.array([7, 3, 9, 1])[labels], image, mask, regions=3))

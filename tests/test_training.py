@@ -110,20 +110,6 @@ def test_recipe_pools_folders_and_leaves_a_share_untouched(tmp_path):
     assert (item["composite"].mean(dim=(1, 2)) - item["real"].mean(dim=(1, 2))).abs().max() < 0.02
     with pytest.raises(ValueError):
         Recipe(degrade=-0.1)
-    # pasted: another photo's object as photographed, over this view; no true image (real = composite)
-    pasted = open_training_set([a, b], 32, seg, recipe=Recipe(pasted=0.9))
-    got = [pasted[i] for i in range(5)]
-    cut = [it for it in got if it["pasted"].item() == 1.0]
-    assert cut and all(it["changed"].item() == 0.0 and torch.equal(it["composite"], it["real"]) for it in cut)
-    assert all(it["pasted"].item() == 0.0 for it in items)  # the plain recipe has none
-    for i, it in enumerate(got):  # the background is this photo's, the foreground another's
-        if it["pasted"].item():
-            fg = it["mask"][0] > 0.5
-            assert torch.equal(it["composite"][:, ~fg], plain[i]["real"][:, ~fg])
-            assert not torch.equal(it["composite"][:, fg], plain[i]["real"][:, fg])
-    assert torch.equal(pasted[2]["composite"], got[2]["composite"])  # reproducible
-    with pytest.raises(ValueError):
-        Recipe(pasted=1.0)
 
 
 def _fg_chroma(image, mask) -> float:
@@ -229,53 +215,6 @@ def test_grey_term_is_one_sided_and_per_pixel():
     assert grey_loss(half, real, mask).item() > 10 * chroma_loss(half, real, mask).item()
 
 
-def test_saturation_term_lets_light_change_and_not_colourfulness():
-    from srin_cli.training.losses import saturation_loss
-
-    torch.manual_seed(0)
-    comp = torch.rand(2, 3, 16, 16) * 0.8 + 0.1
-    mask = torch.ones(2, 1, 16, 16)
-    grey = comp.mean(dim=1, keepdim=True).expand_as(comp)
-    washed = (comp - grey) * 0.5 + grey
-    assert saturation_loss(comp, comp, mask).item() == pytest.approx(0.0, abs=1e-6)
-    assert saturation_loss((comp - grey) * 1.5 + grey, comp, mask).item() == pytest.approx(0.0, abs=1e-6)  # one-sided
-    lost = saturation_loss(washed, comp, mask).item()
-    assert lost > 0.1
-    assert saturation_loss(comp * 0.6, comp, mask).item() < 0.1 * lost  # darker, as colourful
-
-
-def test_gated_loss_with_pasted_composites():
-    """Cut-and-paste items count only through the saturation term, weighted by their share of the batch; a batch
-    without them has the loss it had before the recipe knew them."""
-    from srin_cli.build import build_model
-    from srin_cli.training.loop import TrainConfig
-    from srin_cli.training.losses import gated_loss, saturation_loss
-
-    torch.manual_seed(0)
-    cfg = TrainConfig(data="x", out="y", mse_weight=1.0, grey_weight=2.0, gate_target="helps", pasted_weight=3.0)
-    for gate in (True, False):
-        model = build_model("srin", widths=(8, 16), image_size=16, gate=gate)
-        torch.nn.init.normal_(model.head.weight, std=0.3)
-        batch = {"composite": torch.rand(4, 3, 16, 16), "mask": torch.ones(4, 1, 16, 16), "real": torch.rand(4, 3, 16, 16),
-                 "semantic": torch.rand(4, 3, 16, 16), "changed": torch.tensor([[1.0], [0.0], [1.0], [0.0]])}
-        before = gated_loss(cfg, model, batch)
-        assert gated_loss(cfg, model, {**batch, "pasted": torch.zeros(4, 1)}).item() == before.item()
-        mixed = {**batch, "pasted": torch.tensor([[0.0], [0.0], [1.0], [1.0]])}
-        mixed["real"] = batch["real"].clone()
-        mixed["real"][2:] = batch["composite"][2:]
-        paired = gated_loss(cfg, model, {k: v[:2] for k, v in batch.items()})
-        with torch.no_grad():
-            pred = model(batch["composite"][2:], batch["mask"][2:], batch["semantic"][2:])
-        expected = 0.5 * paired + 0.5 * 3.0 * saturation_loss(pred, batch["composite"][2:], batch["mask"][2:])
-        loss = gated_loss(cfg, model, mixed)
-        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-        with torch.no_grad():  # a transform that washes colour out by half: the term has something to push on
-            model.head.bias[:9] = (torch.full((3, 3), 0.5 / 3) - 0.5 * torch.eye(3)).flatten()
-        only = gated_loss(cfg, model, {**mixed, "pasted": torch.ones(4, 1)})
-        only.backward()
-        assert only.item() > 0.1 and model.head.weight.grad.abs().sum() > 0
-
-
 def _second_look_case():
     """A small gated model with a visible transform and a batch of three pairs (one untouched), seeded."""
     from srin_cli.build import build_model
@@ -347,7 +286,7 @@ def test_train_with_recipe_gate_ema_init_and_resume(tmp_path):
     _make_pairs(val)
     common = dict(data=[str(a), str(b)], val=str(val), widths=[8, 16], image_size=32, batch_size=4, untouched=0.3,
                   mild=0.2, same_kind=0.5, augment=True, gate=True, chroma_weight=1.0, ema=0.9, onnx=False, threads=1,
-                  pasted=0.3, second_pass=0.5)
+                  second_pass=0.5)
     first = train(TrainConfig(out=str(tmp_path / "init"), epochs=1, **common), log=lambda *_: None)
     out = tmp_path / "run"
     train(TrainConfig(out=str(out), epochs=1, init=str(first), **common), log=lambda *_: None)

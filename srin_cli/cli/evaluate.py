@@ -48,64 +48,86 @@ def evaluate(
     foreground-ratio bin (0-5 %, 5-15 %, 15-100 %). 0-255 scale; fMSE = foreground squared error / (3 x fg pixels).
     """
     with handled_errors("srin evaluate"):
-        from ..batch import check_folders, check_writable, clean_stale_temp, refuse_file_as_folder
-        from ..data.pairing import dataset_layout
-        from ..evaluation import contact_sheet_path, gate, pairs_to_score, score_items, write_csvs, write_report
+        from ..evaluation import gate, pairs_to_score, score_items, write_csvs
         from ..limits import set_max_pixels
         from .predictor import make_pipeline
 
         set_max_pixels(max_pixels)
         mask_warnings(quiet)
-        sheet = contact_sheet_path(report) if report is not None else None
         items, unscored = pairs_to_score(dataset, limit)
-        refuse_file_as_folder(out)
-        if maps is not None:
-            refuse_file_as_folder(maps, "--maps")
-        check_folders([("-o/--out", out), ("--maps", maps)],
-                      [*((k.replace("_", " "), p) for k, p in dataset_layout(dataset).items()), ("predictions", predictions),
-                       ("--maps", maps)],
-                      [("--report", report.parent if report is not None else None)])
-        if predictions is not None and max_chroma_loss is not None:
-            raise ValueError("--max-chroma-loss limits a model run here; it does not apply to --predictions")
+        _check_folders(dataset, out, maps, predictions, report, max_chroma_loss)
         pipeline = None
         if predictions is None:
             dev = resolve_device(device)
             pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
                                      lambda name: segmenter.kwargs(name, dev), maps, batch, workers, quiet=quiet)
-        elif not predictions.is_dir():
-            raise FileNotFoundError(2, "predictions folder not found", str(predictions))
-        for folder, option in ((out, "-o/--out"), (maps if predictions is None else None, "--maps"),
-                               (report.parent if report else None, "--report")):
-            if folder is not None:
-                check_writable(folder, option)  # before any work: an unwritable folder is one usage error
-        reports = [report, sheet] if report is not None else []
-        clean_stale_temp([out / "per_image.csv", out / "summary.csv", *reports,
-                          *([maps / f"{i.name}.png" for i in items] if maps is not None and predictions is None else [])])
+        _prepare_outputs(out, maps if predictions is None else None, report, items)
         with make_progress(quiet) as progress:
             scores = score_items(items, pipeline, predictions, size or None, report is not None, progress,
                                  failure_printer(progress, quiet), workers, batch)
         csvs = write_csvs(out, scores)
         problems = gate(scores, min_psnr, max_fmse, baseline, psnr_tolerance, fmse_tolerance)
         if report is not None:
-            from .. import __version__
-            from ..evaluation import ReportContext
-
-            if predictions is not None:
-                made_by = f"predictions in {predictions}"
-            elif method == "model":
-                made_by = f"model {checkpoint or model} ({pipeline.method.backend})"
-            else:
-                made_by = f"method {method}"
-            thresholds = [t for t in (f"--min-psnr {min_psnr:g}" if min_psnr is not None else "",
-                                      f"--max-fmse {max_fmse:g}" if max_fmse is not None else "",
-                                      f"--baseline {baseline} (PSNR -{psnr_tolerance:g} dB, fMSE +{100 * fmse_tolerance:g} %)"
-                                      if baseline is not None else "") if t]
-            not_scored = [*scores.outcome.failures, *((i.name, i.error or "no real image") for i in unscored)]
-            write_report(report, scores, f"srin evaluate: {dataset}",
-                         ReportContext(made_by, __version__, thresholds or None, problems, not_scored))
+            made_by = f"predictions in {predictions}" if predictions is not None else \
+                f"model {checkpoint or model} ({pipeline.method.backend})" if method == "model" else f"method {method}"
+            thresholds = _thresholds(min_psnr, max_fmse, baseline, psnr_tolerance, fmse_tolerance)
+            _write_report(report, scores, dataset, made_by, thresholds, problems, unscored)
     _print_outcome(scores, csvs, problems, len(unscored), f"{dataset} ({method if predictions is None else predictions})",
                    as_json, quiet)
     raise typer.Exit(1 if problems or scores.outcome.failures else 0)
+
+
+def _check_folders(dataset: Path, out: Path, maps: Path | None, predictions: Path | None, report: Path | None,
+                   max_chroma_loss: float | None) -> None:
+    """The folders read and written are apart and of the right kind, and the options fit together."""
+    from ..batch import check_folders, refuse_file_as_folder
+    from ..data.pairing import dataset_layout
+    from ..evaluation import contact_sheet_path
+
+    if report is not None:
+        contact_sheet_path(report)  # a report named .png is refused before any work
+    refuse_file_as_folder(out)
+    if maps is not None:
+        refuse_file_as_folder(maps, "--maps")
+    check_folders([("-o/--out", out), ("--maps", maps)],
+                  [*((k.replace("_", " "), p) for k, p in dataset_layout(dataset).items()), ("predictions", predictions),
+                   ("--maps", maps)],
+                  [("--report", report.parent if report is not None else None)])
+    if predictions is not None and max_chroma_loss is not None:
+        raise ValueError("--max-chroma-loss limits a model run here; it does not apply to --predictions")
+    if predictions is not None and not predictions.is_dir():
+        raise FileNotFoundError(2, "predictions folder not found", str(predictions))
+
+
+def _prepare_outputs(out: Path, maps: Path | None, report: Path | None, items) -> None:
+    """Every folder written to is writable (before any work: one usage error), and a killed run's temp files of
+    the outputs (the CSVs, the report and its contact sheet, the maps made here) are gone."""
+    from ..batch import check_writable, clean_stale_temp
+    from ..evaluation import contact_sheet_path
+
+    for folder, option in ((out, "-o/--out"), (maps, "--maps"), (report.parent if report else None, "--report")):
+        if folder is not None:
+            check_writable(folder, option)
+    reports = [report, contact_sheet_path(report)] if report is not None else []
+    clean_stale_temp([out / "per_image.csv", out / "summary.csv", *reports,
+                      *([maps / f"{i.name}.png" for i in items] if maps is not None else [])])
+
+
+def _thresholds(min_psnr, max_fmse, baseline, psnr_tolerance: float, fmse_tolerance: float) -> list[str] | None:
+    """The quality gate's thresholds as the report lists them (None: no gate)."""
+    listed = [t for t in (f"--min-psnr {min_psnr:g}" if min_psnr is not None else "",
+                          f"--max-fmse {max_fmse:g}" if max_fmse is not None else "",
+                          f"--baseline {baseline} (PSNR -{psnr_tolerance:g} dB, fMSE +{100 * fmse_tolerance:g} %)"
+                          if baseline is not None else "") if t]
+    return listed or None
+
+
+def _write_report(report: Path, scores, dataset: Path, made_by: str, thresholds, problems: list[str], unscored) -> None:
+    from .. import __version__
+    from ..evaluation import ReportContext, write_report
+
+    not_scored = [*scores.outcome.failures, *((i.name, i.error or "no real image") for i in unscored)]
+    write_report(report, scores, f"srin evaluate: {dataset}", ReportContext(made_by, __version__, thresholds, problems, not_scored))
 
 
 def _print_outcome(scores, csvs: tuple[Path, Path], problems: list[str], unscored: int, title: str, as_json: bool,

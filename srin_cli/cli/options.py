@@ -61,6 +61,11 @@ RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-
 MatchOpt = Annotated[str, registry_option(MATCH_RULES, help="Mask pairing rule")]
 FormatOpt = Annotated[str, registry_option(OUTPUT_FORMATS, "--format", help="Output format", rich_help_panel=OUTPUT)]
 MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images (and masks, maps) larger than this many pixels, from their header, before decoding them (peak memory grows with the pixel count: see the README).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)]
+MapsOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Maps folder: NAME.png label maps (16-bit) + preview/NAME.png.")]
+SegmentWorkersOpt = Annotated[int, typer.Option(min=0, help="Threads that decode and segment images (0: inline). sam and sam2 use "
+                                                "one at most: their automatic mask generator keeps per-image state and takes "
+                                                "one image per call, so there is no --batch.")]
 MaskSuffixOpt = Annotated[str, typer.Option("--mask-suffix", help="For --match suffix: x.jpg pairs with x<suffix>.png.")]
 ReviewOpt = Annotated[Optional[Path], typer.Option(
     "--report", metavar="FILE.html", rich_help_panel=OUTPUT, show_default=False,
@@ -82,6 +87,46 @@ IouOpt = Annotated[Optional[float], typer.Option("--pred-iou-thresh", help="SAM:
 StabilityOpt = Annotated[Optional[float], typer.Option("--stability-score-thresh", help="SAM: stability threshold (default 0.92).", rich_help_panel=SEG)]
 ScaleOpt = Annotated[Optional[float], typer.Option("--scale", help="felzenszwalb: larger means coarser segments (default 200).", rich_help_panel=SEG)]
 MinSizeOpt = Annotated[Optional[int], typer.Option("--min-size", help="felzenszwalb: smallest segment in pixels at its 64 px working size (default 16).", rich_help_panel=SEG)]
+
+
+# srin train's own options (the shared ones are above)
+TrainDataArg = Annotated[list[Path], typer.Argument(metavar="DATA...", help="Training folder(s): real_images/+masks/ (composites made on the fly; "
+                                          "several such folders are pooled), composite_images/+masks/+real_images/, or an iHarmony4 folder with *_train.txt.")]
+TrainOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log.csv, config.json.")]
+TrainValOpt = Annotated[Optional[list[Path]], typer.Option(help="Validation pairs scored every epoch (composite_images/, masks/, real_images/); repeat for several sets. The real photos are also given as composites (do-no-harm check).")]
+EpochsOpt = Annotated[int, typer.Option(min=1, help="Epochs (lr x0.1 at 100/120 and 110/120 of them).")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1)]
+LrOpt = Annotated[float, typer.Option(min=0.0, help="Initial Adam learning rate.")]
+ImageSizeOpt = Annotated[int, typer.Option(min=32, help="Training resolution (multiple of 16).")]
+WidthsOpt = Annotated[str, typer.Option(help="U-Net widths per level, comma-separated.")]
+ChromaWeightOpt = Annotated[float, typer.Option(min=0.0, help="Weight of a term that penalises changing the foreground's mean chroma away from the real photo's (washing colour out).")]
+GreyWeightOpt = Annotated[float, typer.Option(min=0.0, help="Weight of a one-sided, per-pixel term that penalises foreground pixels less colourful than the real photo's.")]
+MseWeightOpt = Annotated[float, typer.Option(min=0.0, help="Weight of a foreground-normalized squared-error term added to --loss (the metric, fMSE, is a squared error: L1 alone rewards the median colour, this the mean).")]
+GateOpt = Annotated[bool, typer.Option("--gate/--no-gate", help="Predict a per-composite confidence that the foreground needs correcting, which scales the transform (learns whether apart from how).")]
+UntouchedOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs left untouched (composite = real photo).")]
+MildOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs recoloured only mildly (foreground MSE 15-100 instead of 100-4000).")]
+SameKindOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: chance that the recolouring reference is another object of the same kind (objects.csv).")]
+KeepChromaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of recoloured pairs given back the real photo's mean foreground chroma (a change of light and hue, not of colourfulness).")]
+RelightOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of changed pairs whose foreground is re-lit (white balance, tint, exposure, tone: a change of light and camera) instead of recoloured toward other colours, so the model learns to undo light and keep an object's own colour.")]
+DegradeOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training composites blurred and JPEG-compressed, so the pixel traces of a recolouring are not a cue (real composites do not have them).")]
+AugmentOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Recipe: random crops (60-100 % of each side) and flips of the training photos.")]
+EmaOpt = Annotated[float, typer.Option(min=0.0, max=0.99999, help="Validate and save an exponential moving average of the weights with this decay per step (0: off; e.g. 0.999).")]
+TrainInitOpt = Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (those whose names and shapes match); new runs only.")]
+SecondPassOpt = Annotated[float, typer.Option(min=0.0, help="--gate only: weight of a second look's loss. Each batch, the network also looks again at the composites its first pass moved part of the way (as harmonize runs it with a second-pass gate bias) and is taught the same targets there (0: off; costs a second forward and backward per batch).")]
+UnrollOpt = Annotated[bool, typer.Option("--unroll/--no-unroll", help="--second-pass only: let the second look's loss flow back through the first step into the first pass (the two passes trained as one).")]
+NormLevelsOpt = Annotated[str, typer.Option(help="Where the normalization sits: decoder levels counted from the bottleneck (0), comma-separated.")]
+OnnxOpt = Annotated[bool, typer.Option("--onnx/--no-onnx", help="At the end, also write model.onnx, the fast CPU path of harmonize/evaluate (needs srin-cli[train]).")]
+TrainMapsOpt = Annotated[Optional[Path], typer.Option("--maps", help="Label maps of the training photos as `srin segment` writes them (MAPS/NAME.png; several folders: MAPS/FOLDER/NAME.png), read once and cropped with each view; missing ones are computed and saved there. Without it, felzenszwalb segments every view and other segmenters each photo once, in memory.", rich_help_panel="Segmentation")]
+RecipeOpt = Annotated[Optional[str], typer.Option(help="Train by a recipe: a shipped one's name (default, ...) or a .toml file of stages, each starting from the previous one's weights. Resumable: run the same command again after a kill. The recipe sets the model and training options; the command line gives the data, -o, --val and how this machine runs it.", rich_help_panel="Recipes")]
+FromStageOpt = Annotated[Optional[str], typer.Option(help="--recipe only: start at this stage (with --init: from those weights), skipping the ones before it.", rich_help_panel="Recipes")]
+TrainSeedOpt = Annotated[int, typer.Option()]
+TrainResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt after an interruption.")]
+TrainLimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.")]
+ValLimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Use only the first N validation pairs.")]
+TrainWorkersOpt = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
+TrainThreadsOpt = Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
+TrainQuietOpt = Annotated[bool, typer.Option("--quiet", "-q")]
+TrainDeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when available.")]
 
 
 @dataclass(frozen=True)

@@ -8,23 +8,21 @@ import typer
 
 from .common import Device, err_console, failure_printer, handled_errors, make_progress, resolve_device
 from .harmonize import print_outcome
-from .options import (DEFAULT_MAX_PIXELS, OUTPUT, DeviceOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt, SegmenterChoice,
-                      ShardOpt, SplitOpt, segmenter_options)
+from .options import (DEFAULT_MAX_PIXELS, DeviceOpt, JsonOpt, MapsOutOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt,
+                      SegmenterChoice, SegmentWorkersOpt, ShardOpt, SplitOpt, segmenter_options)
 
 
 @segmenter_options()
 def segment(
     images: Annotated[list[Path], typer.Argument(metavar="IMAGES...", help="Image files or folders ('-' reads paths from stdin).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Maps folder: NAME.png label maps (16-bit) + preview/NAME.png.")] = Path("maps"),
+    out: MapsOutOpt = Path("maps"),
     segmenter: SegmenterChoice = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     shard_spec: ShardOpt = None,
     split: SplitOpt = None,
-    workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment images (0: inline). sam and sam2 use "
-                                         "one at most: their automatic mask generator keeps per-image state and takes one "
-                                         "image per call, so there is no --batch.")] = 2,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)] = False,
+    workers: SegmentWorkersOpt = 2,
+    as_json: JsonOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device.auto,
     quiet: QuietOpt = False,
@@ -38,28 +36,13 @@ def segment(
     progress and messages go to stderr, ending with the mean time per image segmented.
     """
     with handled_errors("srin segment"):
-        import time
-
         from .. import limits
-        from ..batch import check_writable, clean_stale_temp, refuse_overwriting_inputs, run_batch, shard
-        from ..data.io import header_pixels, read_image, write_image, write_labels
-        from ..files import interrupts_held
+        from ..batch import check_writable, clean_stale_temp
         from ..registry import SEGMENTERS
         from ..segmentation import create_segmenter
-        from ..semantic import colorize_labels
 
         limits.set_max_pixels(max_pixels)
-        items, input_dirs, note = _inputs(images, recursive, out, split)
-        refuse_overwriting_inputs(out, input_dirs)
-        by_name: dict[str, list] = {}
-        for item in items:
-            by_name.setdefault(item.name, []).append(item)
-        for same in by_name.values():  # x.png + x.jpg would write one map x.png: never guess which
-            if len(same) > 1:
-                listed = " and ".join(str(i.composite.name) for i in same)
-                for item in same:
-                    item.error = f"{listed} would share the map {item.name}.png; rename one"
-        items = shard(items, shard_spec, key=lambda i: i.name)  # the names harmonize --shard hashes: the same split
+        items, note = _named_items(images, recursive, out, split, shard_spec)
         uses_device = SEGMENTERS[segmenter.name].info["uses_device"]  # else no device is resolved (nor torch imported)
         seg = create_segmenter(segmenter.name, **segmenter.kwargs(device=resolve_device(device) if uses_device else "cpu"))
         workers = workers if getattr(seg, "thread_safe", True) else min(workers, 1)  # as harmonize's loader threads
@@ -67,42 +50,73 @@ def segment(
         clean_stale_temp([out / sub / f"{i.name}.png" for i in items for sub in (".", "preview")])  # a killed run's temp files
         if note and not quiet:
             err_console.print(note, markup=False)
-
-        written: list[str] = []
-        busy = [0.0]  # seconds spent reading, segmenting and writing the maps written
-
-        def exists(item) -> bool:
-            return not overwrite and (out / f"{item.name}.png").exists()
-
-        def load(item):  # in the loader threads: decode and segment
-            if exists(item):
-                return None
-            start = time.perf_counter()
-            labels = seg(read_image(item.composite))
-            return labels, time.perf_counter() - start
-
-        def work(item, loaded) -> bool:  # in order, in this thread: write
-            if loaded is None:
-                return False
-            labels, seconds = loaded
-            start = time.perf_counter()
-            target = out / f"{item.name}.png"
-            preview = colorize_labels(labels)
-            with interrupts_held():  # the files and their entry in `written` together
-                write_labels(target, labels)
-                write_image(out / "preview" / f"{item.name}.png", preview)
-                written.append(str(target))
-            busy[0] += seconds + time.perf_counter() - start
-            return True
-
-        started = time.perf_counter()
-        with make_progress(quiet) as progress:
-            report = run_batch(items, work, lambda i: str(i.composite), progress, failure_printer(progress, quiet), "segment",
-                               load=load, workers=workers, cost=lambda i: 0 if exists(i) else header_pixels(i.composite),
-                               max_cost=limits.IN_FLIGHT_PIXELS)
-        elapsed = time.perf_counter() - started
-    print_outcome(report, written, out, as_json, quiet, "maps", timing=(busy[0], elapsed))
+        report, written, timing = _write_maps(items, seg, out, overwrite, workers, quiet)
+    print_outcome(report, written, out, as_json, quiet, "maps", timing=timing)
     raise typer.Exit(report.exit_code)
+
+
+def _named_items(images: list[Path], recursive: bool, out: Path, split: str | None, shard_spec: str | None):
+    """The items to segment (this shard's), each named as the commands that read the maps look it up; two inputs
+    that would share a map fail by name. Also a note on a recognised dataset layout (or None)."""
+    from ..batch import refuse_overwriting_inputs, shard
+
+    items, input_dirs, note = _inputs(images, recursive, out, split)
+    refuse_overwriting_inputs(out, input_dirs)
+    by_name: dict[str, list] = {}
+    for item in items:
+        by_name.setdefault(item.name, []).append(item)
+    for same in by_name.values():  # x.png + x.jpg would write one map x.png: never guess which
+        if len(same) > 1:
+            listed = " and ".join(str(i.composite.name) for i in same)
+            for item in same:
+                item.error = f"{listed} would share the map {item.name}.png; rename one"
+    return shard(items, shard_spec, key=lambda i: i.name), note  # the names harmonize --shard hashes: the same split
+
+
+def _write_maps(items, seg, out: Path, overwrite: bool, workers: int, quiet: bool):
+    """Segment each item in loader threads and write its map and preview in order: (the batch report, the maps
+    written, (seconds spent reading, segmenting and writing them, wall-clock seconds))."""
+    import time
+
+    from .. import limits
+    from ..batch import run_batch
+    from ..data.io import header_pixels, read_image, write_image, write_labels
+    from ..files import interrupts_held
+    from ..semantic import colorize_labels
+
+    written: list[str] = []
+    busy = [0.0]  # seconds spent reading, segmenting and writing the maps written
+
+    def exists(item) -> bool:
+        return not overwrite and (out / f"{item.name}.png").exists()
+
+    def load(item):  # in the loader threads: decode and segment
+        if exists(item):
+            return None
+        start = time.perf_counter()
+        labels = seg(read_image(item.composite))
+        return labels, time.perf_counter() - start
+
+    def work(item, loaded) -> bool:  # in order, in this thread: write
+        if loaded is None:
+            return False
+        labels, seconds = loaded
+        start = time.perf_counter()
+        target = out / f"{item.name}.png"
+        preview = colorize_labels(labels)
+        with interrupts_held():  # the files and their entry in `written` together
+            write_labels(target, labels)
+            write_image(out / "preview" / f"{item.name}.png", preview)
+            written.append(str(target))
+        busy[0] += seconds + time.perf_counter() - start
+        return True
+
+    started = time.perf_counter()
+    with make_progress(quiet) as progress:
+        report = run_batch(items, work, lambda i: str(i.composite), progress, failure_printer(progress, quiet), "segment",
+                           load=load, workers=workers, cost=lambda i: 0 if exists(i) else header_pixels(i.composite),
+                           max_cost=limits.IN_FLIGHT_PIXELS)
+    return report, written, (busy[0], time.perf_counter() - started)
 
 
 def _inputs(images: list[Path], recursive: bool, out: Path, split: str | None):

@@ -12,8 +12,7 @@ Several training folders can be given together (:func:`open_training_set`): thei
 references for the recolouring are drawn from the whole pool.
 
 Every item is a dict of float tensors: composite/real 3xSxS in [0, 1], mask 1xSxS, semantic 3xSxS, and
-``changed`` (1 when the composite's foreground differs from the real photo's, 0 for an untouched pair) and
-``pasted`` (1 for a cut-and-paste composite of the recipe, which has no true image: ``real`` is the composite).
+``changed`` (1 when the composite's foreground differs from the real photo's, 0 for an untouched pair).
 Segmentation label maps are computed once per image (on the composite for fixed pairs, on the real photo for
 synthesized ones, where only colours change) and kept in memory; with crop augmentation every view is new, so
 its map is computed per item.
@@ -72,7 +71,6 @@ class _Base(Dataset):
         self._labels: dict[tuple[int, int], np.ndarray] = {}
         self.epoch = 0
         self.seed = 0
-        self.regions = 0  # background-region channels of the semantic encoding (the model's config.regions)
         # label maps of whole photos, read from (or computed once and saved to) a maps folder, as `srin segment`
         # writes them: MAPS/NAME.png; views are cut from them. None: segment each view (cheap segmenters)
         self.maps: Path | None = None
@@ -103,14 +101,13 @@ class _Base(Dataset):
             self._labels[(index, k)] = self.segmenters[k](image)
         return self._labels[(index, k)]
 
-    def _pack(self, comp, real, mask, labels, changed: bool = True, pasted: bool = False) -> dict:
+    def _pack(self, comp, real, mask, labels, changed: bool = True) -> dict:
         return {
             "composite": to_tensor(comp),
             "real": to_tensor(real),
             "mask": to_tensor(mask),
-            "semantic": to_tensor(encode_semantic(labels, comp, mask, self.regions)),
+            "semantic": to_tensor(encode_semantic(labels, comp, mask)),
             "changed": torch.tensor([float(changed)]),
-            "pasted": torch.tensor([float(pasted)]),
         }
 
 
@@ -130,10 +127,6 @@ class Recipe:
     balance, tint, exposure, tone; the object's own colours kept), so the model learns to undo light without taking
     an object's colourfulness away.
     ``augment``: a random crop (60-100 % of each side, keeping the object) and a horizontal flip per item.
-    ``pasted``: share of items that are a real cut-and-paste composite instead: another training photo's object,
-    as photographed, pasted onto this photo (``pasted`` = 1 in the item). There is no true harmonized image for
-    them (``real`` is the composite itself): training asks of them only that the output keeps the object's
-    colourfulness (training.losses.saturation_loss), so a natural object is not washed out to fit a new scene.
     """
 
     untouched: float = 0.0
@@ -143,7 +136,6 @@ class Recipe:
     augment: bool = False
     keep_chroma: float = 0.0
     degrade: float = 0.0
-    pasted: float = 0.0
     relight: float = 0.0
 
     def __post_init__(self):
@@ -157,8 +149,6 @@ class Recipe:
             raise ValueError(f"degrade must lie in [0, 1], got {self.degrade}")
         if not 0 <= self.relight <= 1:
             raise ValueError(f"relight must lie in [0, 1], got {self.relight}")
-        if not 0 <= self.pasted < 1:
-            raise ValueError(f"pasted must lie in [0, 1), got {self.pasted}")
 
 
 def _object_kinds(root: Path, names: list[str]) -> list[str | None]:
@@ -265,8 +255,6 @@ class SynthesizedPairs(_Base):
         real, mask = _resize(real, self.size), _resize(mask, self.size, cv2.INTER_LINEAR)
         if labels is not None and labels.shape != real.shape[:2]:
             labels = cv2.resize(labels, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_NEAREST)
-        if recipe.pasted and rng.random() < recipe.pasted:  # no draw at 0: older runs replay exactly
-            return self._pasted(index, real, rng)
         draw = rng.random() if (recipe.untouched or recipe.mild) else 1.0
         if draw < recipe.untouched:
             comp, changed = real.copy(), False
@@ -286,17 +274,6 @@ class SynthesizedPairs(_Base):
             labels = self.labels_for(index, real)
         return self._pack(comp, real, mask, labels, changed)
 
-    def _pasted(self, index: int, background: np.ndarray, rng: np.random.Generator) -> dict:
-        """A cut-and-paste composite: another photo's object (resized to the view, flipped half the time), as
-        photographed, over this photo's view. Its segmentation is of the composite (the content changed)."""
-        j = self._other(rng, index)
-        obj = _resize(self.images[j], self.size)
-        mask = _resize(self.masks[j], self.size, cv2.INTER_LINEAR)
-        if rng.random() < 0.5:
-            obj, mask = np.ascontiguousarray(obj[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
-        alpha = mask[..., None].astype(np.float32)
-        comp = np.clip(np.rint(obj * alpha + background * (1 - alpha)), 0, 255).astype(np.uint8)
-        return self._pack(comp, comp, mask, self._segment_view(rng, comp), changed=False, pasted=True)
 
 
 class FixedPairs(_Base):
@@ -336,27 +313,23 @@ class FixedPairs(_Base):
         return self._pack(comp, real, mask, labels, not self.reals_as_composites)
 
 
-def open_dataset(root: Path, size: int, segmenter, split: str = "train", limit: int | None = None, regions: int = 0,
+def open_dataset(root: Path, size: int, segmenter, split: str = "train", limit: int | None = None,
                  recipe: Recipe | None = None) -> Dataset:
-    dataset = _open(Path(root), size, segmenter, split, limit, recipe)
-    dataset.regions = regions
-    return dataset
+    return _open(Path(root), size, segmenter, split, limit, recipe)
 
 
-def open_training_set(roots: list[Path], size: int, segmenter, limit: int | None = None, regions: int = 0,
+def open_training_set(roots: list[Path], size: int, segmenter, limit: int | None = None,
                       recipe: Recipe | None = None) -> Dataset:
     """One folder as :func:`open_dataset`; several photo folders (real_images/ + masks/) pooled into one set."""
     roots = [Path(r) for r in roots]
     if len(roots) == 1:
-        return open_dataset(roots[0], size, segmenter, "train", limit, regions, recipe)
+        return open_dataset(roots[0], size, segmenter, "train", limit, recipe)
     for r in roots:
         if not r.is_dir():
             raise InputError(f"{r}: not a folder")
         if not ((r / "real_images").is_dir() and (r / "masks").is_dir()):
             raise InputError(f"{r}: several training folders must each hold real_images/ + masks/ (photos to recolour)")
-    dataset = SynthesizedPairs(roots, size, segmenter, limit=limit, recipe=recipe)
-    dataset.regions = regions
-    return dataset
+    return SynthesizedPairs(roots, size, segmenter, limit=limit, recipe=recipe)
 
 
 def _open(root: Path, size: int, segmenter, split: str, limit: int | None, recipe: Recipe | None = None) -> _Base:

@@ -14,12 +14,6 @@ Shape:
 * ``srin`` SRIN (this paper): Q = h_q(M_s), K = h_k(IN(F)), V = h_v(F); R = softmax(Q^T K) over background
   positions; gamma = ReLU(g_gamma(V^T R)), beta = ReLU(g_beta(V^T R)) at the foreground;
   F^n = gamma * IN(F) + beta there.
-* ``srin`` with region tokens (models with ``regions > 0``, :class:`RegionSRIN`): the same attention, but
-  its keys and values are background *segments* of the semantic map instead of background pixels: each
-  background region's features are pooled into a token (the mean of its instance-normalized features for
-  the key, its feature mean and std for the value), and a foreground position draws a mixture of region
-  statistics. With a blank map (one background region) the only statistics on offer are the global
-  background's, as in RAIN; with a real map the foreground can take those of the regions that match it.
 """
 from __future__ import annotations
 
@@ -157,77 +151,8 @@ class SRIN(_RegionNorm):
         return self._affine(fg, (x - mu_b) / sd_b, mask)
 
 
-class RegionSRIN(_RegionNorm):
-    """SRIN whose attention runs over background region tokens (see the module docstring).
-
-    ``semantic`` is B x (3 + K) x H x W: 3 region-mean colours, then K soft background-region memberships
-    (already area-resized to the feature's size, so a token pools exactly its region's share of every cell).
-    Q = h_q([M_s colours, IN(F)]) per position; K_j = h_k(mean of IN(F) over region j);
-    logits get log(area_j), so a token weighs like its pixels would in pixel attention. gamma =
-    ReLU(g_gamma([R sigma, R mu])) as in the paper; beta = g_beta(...) has no ReLU because feature means are
-    signed. Initialised as the pixel SRIN (gamma = 1, beta ~ 0: the foreground normalized by its own
-    statistics). (Other starts were measured: BENCHMARKS.md.)
-    """
-
-    def __init__(self, channels: int, semantic_channels: int, key_channels: int | None = None):
-        super().__init__(channels)
-        if semantic_channels < 5:
-            raise ValueError(f"RegionSRIN needs 3 colour + at least 2 region channels, got {semantic_channels}")
-        d = key_channels or max(8, channels // 4)
-        self.h_q = nn.Conv2d(3 + channels, d, 1)
-        self.h_k = nn.Linear(channels, d)
-        self.g_gamma = nn.Conv2d(2 * channels, channels, 1)
-        self.g_beta = nn.Conv2d(2 * channels, channels, 1)
-        _start_as_own_statistics(self.g_gamma, self.g_beta)
-
-    def forward(self, x, mask, semantic=None):
-        _check(x, mask)
-        if semantic is None or semantic.shape[2:] != x.shape[2:] or semantic.shape[1] < 5:
-            got = None if semantic is None else tuple(semantic.shape)
-            raise ValueError(f"SRIN needs a semantic map with region channels at the feature's size {tuple(x.shape[2:])}, got {got}")
-        b, c, h, w = x.shape
-        mu_f, sd_f = region_stats(x, mask)
-        mu_b, sd_b = region_stats(x, 1 - mask)
-        x_in = (x - mu_f) / sd_f
-        xn = F.instance_norm(x)
-        weights = (semantic[:, 3:] * (1 - mask)).flatten(2)  # B x K x N: background share of each region
-        area = weights.sum(-1, keepdim=True)  # B x K x 1
-        wn = weights / (area + EPS)
-        flat, flat_n = x.flatten(2).transpose(1, 2), xn.flatten(2).transpose(1, 2)  # B x N x C
-        mean = torch.bmm(wn, flat)  # B x K x C
-        std = torch.sqrt((torch.bmm(wn, flat * flat) - mean * mean).clamp_min(0) + EPS)
-        keys = self.h_k(torch.bmm(wn, flat_n))  # B x K x D
-        q = self.h_q(torch.cat([semantic[:, :3], xn], dim=1)).flatten(2).transpose(1, 2)  # B x N x D
-        logits = torch.bmm(q, keys.transpose(1, 2)) / math.sqrt(q.shape[-1])
-        share = area.transpose(1, 2) / (area.sum(1, keepdim=True).transpose(1, 2) + EPS)  # B x 1 x K
-        r = torch.softmax(logits + torch.log(share + 1e-6), dim=-1)  # B x N x K
-        ctx = torch.cat([torch.bmm(r, std), torch.bmm(r, mean)], dim=2).transpose(1, 2).reshape(b, 2 * c, h, w)
-        gamma = F.relu(self.g_gamma(ctx))
-        beta = self.g_beta(ctx)
-        fg = gamma * x_in + beta
-        return self._affine(fg, (x - mu_b) / sd_b, mask)
-
-
-def build_srin(channels: int, semantic_channels: int = 3, regions: int = 0) -> nn.Module:
-    """``srin``: the pixel SRIN, or with region tokens (``regions > 0``) :class:`RegionSRIN`."""
-    if regions:
-        return RegionSRIN(channels, semantic_channels=semantic_channels)
-    return SRIN(channels, semantic_channels=semantic_channels)
-
-
-def _without_regions(cls: type[nn.Module]):
-    def build(channels: int, semantic_channels: int = 3, regions: int = 0) -> nn.Module:
-        return cls(channels, semantic_channels=semantic_channels)  # no region tokens: ``regions`` only sizes the map
-
-    build.__doc__ = f"``{cls.__name__}`` (its semantic map's region channels are not read)."
-    return build
-
-
-build_rain, build_bain, build_in = (_without_regions(c) for c in (RAIN, BAIN, PlainIN))
-
-
-def create_norm(name: str, channels: int, semantic_channels: int = 3, regions: int = 0) -> nn.Module:
-    """The normalization ``name`` of :data:`NORMS` for ``channels`` features."""
+def create_norm(name: str, channels: int, semantic_channels: int = 3) -> nn.Module:
+    """The normalization ``name`` of :data:`NORMS` (its class) for ``channels`` features."""
     if name not in NORMS:
         raise ValueError(f"unknown normalization {name!r}; choose one of {', '.join(NORMS)}")
-    return NORMS.build(name, channels, semantic_channels=semantic_channels, regions=regions)
+    return NORMS.build(name, channels, semantic_channels=semantic_channels)

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model_config import RETIRED_KEYS
+from ..registry import DEFAULT_SEGMENTER
 from .norms import create_norm, region_stats
 
 AFFINE_CHANNELS = 12
@@ -36,19 +38,13 @@ class UNetConfig:
     semantic_channels: int = 3
     # decoder levels (counted from the bottleneck: 0 = bottleneck, 1 = next) that get the region norm
     norm_levels: tuple[int, ...] = (0, 1)
-    # a global colour branch: foreground/background statistics of the bottleneck features -> one affine
-    # transform for the whole foreground, added to the per-pixel one
-    global_branch: bool = False
     image_size: int = 256
-    # background-region membership channels in the semantic map (0: SRIN attends to background pixels;
-    # K > 0: SRIN attends to K background region tokens, see norms.RegionSRIN)
-    regions: int = 0
     # a per-composite confidence that the foreground needs correcting, which scales the transform
     gate: bool = False
     # added to the gate's logit at inference (0 in training): below 0 the model corrects only when more sure
     gate_bias: float = 0.0
     # the segmenter whose maps the model was trained on (harmonize uses it by default)
-    segmenter: str = "felzenszwalb"
+    segmenter: str = DEFAULT_SEGMENTER
     # inference (eval mode) only: the transform is the mean of the one predicted for the composite and the
     # mirror image of the one predicted for its mirror image (two network passes; training sees one view)
     flip_average: bool = False
@@ -58,10 +54,6 @@ class UNetConfig:
     # its surroundings is corrected further; one it brought into place mostly closes the second gate.
     second_pass_bias: float | None = None
 
-    def __post_init__(self):
-        if self.regions:
-            self.semantic_channels = 3 + int(self.regions)
-
     def to_dict(self) -> dict:
         d = asdict(self)
         d["widths"] = list(self.widths)
@@ -70,6 +62,11 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "UNetConfig":
+        """The config of a checkpoint; the keys of retired options (:data:`srin_cli.model_config.RETIRED_KEYS`)
+        only at their "off" value."""
+        for key, off in RETIRED_KEYS.items():
+            if d.get(key, off) != off:
+                raise ValueError(f"{key}={d[key]!r}: srin no longer has that option (only {off!r})")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         for k in ("widths", "norm_levels"):
             if k in known:
@@ -112,18 +109,13 @@ class HarmonizationUNet(nn.Module):
         self.dec = nn.ModuleList()
         self.norms = nn.ModuleDict()
         if 0 in config.norm_levels:
-            self.norms["0"] = create_norm(config.norm, w[-1], config.semantic_channels, config.regions)
+            self.norms["0"] = create_norm(config.norm, w[-1], config.semantic_channels)
         for level in range(1, n):
             c_up, c_skip = w[n - level], w[n - level - 1]
             self.dec.append(nn.ModuleList([_conv(c_up + c_skip, c_skip), _conv(c_skip, c_skip)]))
             if level in config.norm_levels:
-                self.norms[str(level)] = create_norm(config.norm, c_skip, config.semantic_channels, config.regions)
+                self.norms[str(level)] = create_norm(config.norm, c_skip, config.semantic_channels)
         self.head = nn.Conv2d(w[0], AFFINE_CHANNELS, 1)
-        self.global_head = None
-        if config.global_branch:
-            self.global_head = nn.Sequential(nn.Linear(4 * w[-1], w[-1]), nn.LeakyReLU(0.2, inplace=True), nn.Linear(w[-1], AFFINE_CHANNELS))
-            nn.init.zeros_(self.global_head[-1].weight)
-            nn.init.zeros_(self.global_head[-1].bias)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.gate_head = None
@@ -196,18 +188,12 @@ class HarmonizationUNet(nn.Module):
             skips.append(x)
         gate_logit = self._gate_logit(skips[-1], image, mask) if self.gate_head is not None else None
         x = self.bottleneck(self._norm(0, skips[-1], mask, semantic))
-        global_params = None
-        if self.global_head is not None:
-            m = resize_to(mask, x.shape[2:])
-            stats = [*region_stats(x, m), *region_stats(x, 1 - m)]
-            global_params = self.global_head(torch.cat([t.flatten(1) for t in stats], dim=1))[:, :, None, None]
         for level, (fuse, conv) in enumerate(self.dec, start=1):
             skip = skips[-1 - level]
             x = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
             x = fuse(torch.cat([x, skip], dim=1))
             x = conv(self._norm(level, x, mask, semantic))
-        params = self.head(x)
-        return (params if global_params is None else params + global_params), gate_logit
+        return self.head(x), gate_logit
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor, parts: bool = False):
         """Harmonized composite at the input's size: T(I_c) * M_b + I_c * (1 - M_b).

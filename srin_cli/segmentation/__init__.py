@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..registry import SEGMENTERS
+from ..registry import DEFAULT_SEGMENTER, SEGMENTERS
 
 
 class Segmenter(Protocol):
@@ -21,7 +21,7 @@ class Segmenter(Protocol):
         ...
 
 
-def create_segmenter(backend: str = "felzenszwalb", **kwargs) -> Segmenter:
+def create_segmenter(backend: str = DEFAULT_SEGMENTER, **kwargs) -> Segmenter:
     """Build a segmenter by name. Only the options the user set are passed on (library defaults win)."""
     if backend not in SEGMENTERS:
         raise ValueError(f"unknown segmenter backend {backend!r}; choose one of {', '.join(SEGMENTERS)}")

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..registry import DEFAULT_SEGMENTER
+
 
 @dataclass
 class TrainConfig:
@@ -23,11 +25,9 @@ class TrainConfig:
     val_limit: int | None = None
     workers: int = 0
     device: str = "cpu"
-    segmenter: str = "felzenszwalb"
+    segmenter: str = DEFAULT_SEGMENTER
     loss: str = "fn-l1"
-    global_branch: bool = False
     threads: int | None = None
-    regions: int = 0
     onnx: bool = True  # write model.onnx (the fast CPU path) next to model.pt at the end
     norm_levels: list[int] = field(default_factory=lambda: [0, 1])
     # the training recipe (datasets.Recipe): shares of untouched and mildly recoloured pairs, same-kind
@@ -38,9 +38,7 @@ class TrainConfig:
     augment: bool = False
     keep_chroma: float = 0.0
     degrade: float = 0.0
-    pasted: float = 0.0
     relight: float = 0.0  # share of changed pairs re-lit (light and camera) instead of recoloured
-    pasted_weight: float = 2.0  # weight of saturation_loss on the recipe's cut-and-paste composites
     gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
     grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from ..build import count_parameters, gflops, read_checkpoint, save_checkpoint
 from ..files import atomic_write, check_writable
+from ..registry import DEFAULT_SEGMENTER
 from .config import TrainConfig, saved_loss  # noqa: F401 - imported from here by srin train and the recipes
 from .distributed import Dist, epoch_loader
 from .losses import gated_loss
@@ -67,17 +68,16 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
 
     # first: the Recipe checks the shares before a segmenter is loaded
     recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment,
-                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade, pasted=cfg.pasted,
-                    relight=cfg.relight)
+                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade, relight=cfg.relight)
     segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
-    if cfg.segmenter == "felzenszwalb" and not cfg.maps and "scale" not in cfg.segmenter_options:
-        train_segmenters = [create_segmenter("felzenszwalb", scale=s, **cfg.segmenter_options) for s in (100.0, 200.0, 500.0)]
+    if cfg.segmenter == DEFAULT_SEGMENTER and not cfg.maps and "scale" not in cfg.segmenter_options:
+        train_segmenters = [create_segmenter(DEFAULT_SEGMENTER, scale=s, **cfg.segmenter_options) for s in (100.0, 200.0, 500.0)]
         for seg in train_segmenters:  # every view drawn is segmented: the compiled one when installed
             seg.use_compiled()
     train_ds = open_training_set([Path(d) for d in cfg.data_roots()], cfg.image_size, train_segmenters, cfg.limit,
-                                 cfg.regions, recipe)
-    if cfg.maps or cfg.segmenter != "felzenszwalb":
+                                 recipe)
+    if cfg.maps or cfg.segmenter != DEFAULT_SEGMENTER:
         train_ds.use_maps(Path(cfg.maps) if cfg.maps else None)
     val_sets = [ValSet(v, cfg, segmenter, i == 0) for i, v in enumerate(cfg.val_roots())]
     return train_ds, val_sets
@@ -91,10 +91,6 @@ def setup(cfg: TrainConfig, resume: bool, dist: Dist, log) -> TrainingRun:
     check_writable(out)  # made only once the data has been found; an unwritable folder is one usage error
     start = start_state(cfg, resume, out, dist.device, log)
     model = start.model
-    if start.resumed:  # the checkpoint's model decides the semantic encoding
-        train_ds.regions = model.config.regions
-        for v in val_sets:
-            v.set_regions(model.config.regions)
     trainable = trainable_parameters(model, cfg.train_only)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     if average is not None and start.average is not None:

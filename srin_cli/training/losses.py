@@ -87,19 +87,6 @@ def grey_loss(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> tor
     return ((torch.relu(_chroma(real) - _chroma(pred)) * m).sum(dim=(1, 2)) / area).mean()
 
 
-def saturation_loss(pred: torch.Tensor, comp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Colourfulness lost against the composite itself: max(0, s(comp) - s(pred)) per image, averaged, with s the
-    foreground's mean saturation (opponent chroma over brightness + 0.02). Brightening, darkening and a change of
-    hue are free; washing the object out is not. For cut-and-paste composites, which have no true image."""
-    m = mask[:, 0]
-    area = m.sum(dim=(1, 2)).clamp_min(1.0)
-
-    def mean_saturation(x: torch.Tensor) -> torch.Tensor:
-        return ((_chroma(x) / (x.mean(dim=1) + 0.02)) * m).sum(dim=(1, 2)) / area
-
-    return torch.relu(mean_saturation(comp) - mean_saturation(pred)).mean()
-
-
 def _colour_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The chroma, grey and squared-error terms with their weights (0 when all are off)."""
     out = pred.new_zeros(())
@@ -118,38 +105,24 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     Without a gate: ``cfg.loss`` on the output (+ the weighted :func:`chroma_loss` and :func:`grey_loss`). With a gate
     (output I + a (T(I) - I)): the same on the gated output, plus the loss of the ungated T on the pairs that
     were recoloured (so T learns the whole correction even where a hesitates) and a binary cross-entropy that
-    teaches a whether the pair was recoloured. Cut-and-paste composites of the recipe (``pasted``) have no true
-    image: they get only :func:`saturation_loss` (weight ``cfg.pasted_weight``), the pairs everything else, each
-    part weighted by its share of the batch.
+    teaches a whether the pair was recoloured (or how much of its correction helps: ``cfg.gate_target``).
     """
     core = model.module if hasattr(model, "module") else model
-    comp, mask, real = batch["composite"], batch["mask"], batch["real"]
-    pasted = batch["pasted"].view(-1) > 0.5 if "pasted" in batch else torch.zeros(comp.shape[0], dtype=torch.bool, device=comp.device)
-    paired = ~pasted  # pairs with a true image; the rest are cut-and-paste composites (saturation_loss only)
+    comp, mask, real, semantic = batch["composite"], batch["mask"], batch["real"], batch["semantic"]
     if not core.config.gate:
-        pred = model(comp, mask, batch["semantic"])
-        if not pasted.any():
-            return _paired_terms(cfg, pred, real, mask)
-        return _shared(pasted, _paired_terms(cfg, pred[paired], real[paired], mask[paired]) if paired.any() else None,
-                       _pasted_term(cfg, pred, comp, mask, pasted))
-    semantic = batch["semantic"]
+        return _paired_terms(cfg, model(comp, mask, semantic), real, mask)
     params, logit = model(comp, mask, semantic, parts=True)
     alpha = torch.sigmoid(logit)[:, :, None, None]
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
-    term = _pasted_term(cfg, pred, comp, mask, pasted)
-    if pasted.any():
-        comp, mask, real, pred, params, logit, semantic = (t[paired] for t in (comp, mask, real, pred, params, logit, semantic))
-    if not paired.any():
-        return _shared(pasted, None, term)
-    changed = batch["changed"].view(-1)[paired]
+    changed = batch["changed"].view(-1)
     loss = _gate_terms(cfg, comp, mask, real, pred, params, logit, changed)
     if cfg.second_pass > 0:
         loss = loss + cfg.second_pass * _second_look(cfg, model, comp, mask, real, semantic, params, logit, changed)
-    return _shared(pasted, loss, term)
+    return loss
 
 
 def _gate_terms(cfg: "TrainConfig", comp, mask, real, pred, params, logit, changed) -> torch.Tensor:
-    """A gated model's loss on its paired items: ``cfg.loss`` (+ colour terms) on the gated output, half of
+    """A gated model's loss: ``cfg.loss`` (+ colour terms) on the gated output, half of
     ``cfg.loss`` on the ungated transform of the recoloured pairs, 0.1 x the gate's cross-entropy."""
     loss = _paired_terms(cfg, pred, real, mask)
     raw = composite(apply_affine(params, comp), comp, mask)
@@ -180,16 +153,3 @@ def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, 
 
 def _paired_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return compute_loss(cfg.loss, pred, real, mask) + _colour_terms(cfg, pred, real, mask)
-
-
-def _pasted_term(cfg: "TrainConfig", pred, comp, mask, pasted: torch.Tensor) -> torch.Tensor | None:
-    return cfg.pasted_weight * saturation_loss(pred[pasted], comp[pasted], mask[pasted]) if pasted.any() else None
-
-
-def _shared(pasted: torch.Tensor, paired_loss: torch.Tensor | None, pasted_loss: torch.Tensor | None) -> torch.Tensor:
-    """The batch's loss: each part (a mean over its own items) weighted by its share of the batch. Without
-    cut-and-paste composites this is the paired loss unchanged."""
-    if pasted_loss is None:
-        return paired_loss
-    share = pasted.float().mean()
-    return share * pasted_loss if paired_loss is None else (1 - share) * paired_loss + share * pasted_loss

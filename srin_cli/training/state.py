@@ -66,9 +66,8 @@ def start_state(cfg: TrainConfig, resume: bool, out: Path, device: torch.device,
     """With ``resume`` and an ``OUT/last.pt``: its model, optimizer and counters. Otherwise a new model (from
     ``cfg.seed``), warm-started from ``cfg.init`` if given."""
     _seed_everything(cfg.seed)
-    model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, global_branch=cfg.global_branch,
-                        regions=cfg.regions, norm_levels=tuple(cfg.norm_levels), gate=cfg.gate,
-                        segmenter=cfg.segmenter).to(device)
+    model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, norm_levels=tuple(cfg.norm_levels),
+                        gate=cfg.gate, segmenter=cfg.segmenter).to(device)
     last = out / "last.pt"
     if resume and last.exists():
         payload = read_checkpoint(last)

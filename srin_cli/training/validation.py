@@ -77,16 +77,6 @@ class KeptItems(Dataset):
             self.items[index] = self.ds[index]
         return self.items[index]
 
-    @property
-    def regions(self) -> int:
-        return self.ds.regions
-
-    @regions.setter
-    def regions(self, regions: int) -> None:
-        """The semantic encoding changes: items are made again."""
-        self.ds.regions = regions
-        self.items.clear()
-
 
 class ValSet:
     """One --val folder: its pairs, the same photos given as composites, and the composites' own fMSE.
@@ -96,23 +86,17 @@ class ValSet:
         from ..data.datasets import FixedPairs, open_dataset
 
         self.prefix = "val" if first else Path(root).name
-        pairs = open_dataset(Path(root), cfg.image_size, segmenter, "test", cfg.val_limit, cfg.regions)
+        pairs = open_dataset(Path(root), cfg.image_size, segmenter, "test", cfg.val_limit)
         self.pairs, self.reals = KeptItems(pairs), None
         if isinstance(pairs, FixedPairs):
             reals = FixedPairs(Path(root), cfg.image_size, segmenter, composites=[i.composite for i in pairs.items],
                                reals_as_composites=True)
-            reals.regions = pairs.regions
             self.reals = KeptItems(reals)
         self.baseline = _composite_fmse(self.pairs)
 
     def fields(self) -> list[str]:
         names = ["mse", "fmse", "psnr", *VAL_EXTRA] if self.prefix != "val" else list(VAL_EXTRA)
         return [f"{self.prefix}_{n}" for n in names]
-
-    def set_regions(self, regions: int) -> None:
-        for ds in (self.pairs, self.reals):
-            if ds is not None:
-                ds.regions = regions
 
     def run(self, model, cfg: TrainConfig, dist: Dist) -> dict:
         v = validate(model, self.pairs, cfg, dist, self.baseline)
