@@ -179,81 +179,95 @@ def run_batch(items: list, work: Callable, describe: Callable, progress, on_fail
     from the header), items are loaded ahead only while the loaded-but-unfinished ones cost at most ``max_cost``
     (always at least one ahead): memory stays bounded by the images, however large, not by the window.
     """
-    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from .errors import SrinError
-
-    expected = (SrinError, ValueError, OSError, RuntimeError, MemoryError)  # torch raises RuntimeError
     report = BatchReport()
     task = progress.add_task(label, total=len(items))
     pool = ThreadPoolExecutor(max_workers=workers) if load is not None and workers > 0 else None
     group_size = max(1, batch) if before is not None and load is not None else 1
-    window = max(2 * workers, group_size + workers) if pool is not None else group_size
-    upcoming = iter(items)
-    pending: deque = deque()
-    lookahead: list = []  # the next item and its cost, waiting for room
-    held = [0]  # the cost of the items loaded (or loading) and not finished yet
-
-    def refill() -> None:
-        while len(pending) < window:
-            if not lookahead:
-                item = next(upcoming, None)
-                if item is None:
-                    return
-                lookahead.append((item, cost(item) if cost is not None else 0))
-            item, c = lookahead[0]
-            if pending and cost is not None and held[0] + c > max_cost:
-                return  # wait until finished items free their room
-            lookahead.pop(0)
-            held[0] += c
-            ready = pool is not None and not getattr(item, "error", None)
-            pending.append((item, pool.submit(load, item) if ready else None, c))
-
-    def resolve(item, future):
-        if getattr(item, "error", None):
-            return _LoadFailed(InputError(item.error))
-        try:
-            return future.result() if future is not None else load(item)
-        except expected as exc:
-            return _LoadFailed(exc)
-
+    ahead = _LoadAhead(items, load, pool, max(2 * workers, group_size + workers) if pool is not None else group_size,
+                       cost, max_cost)
     try:
-        refill()
-        while pending:
-            group = [pending.popleft() for _ in range(min(group_size, len(pending)))]
-            refill()  # keep the loaders busy while this group is processed
-            loaded = [resolve(item, future) for item, future, _ in group] if load is not None else [None] * len(group)
+        ahead.refill()
+        while ahead.pending:
+            group = [ahead.pending.popleft() for _ in range(min(group_size, len(ahead.pending)))]
+            ahead.refill()  # keep the loaders busy while this group is processed
+            loaded = [ahead.resolve(item, future) for item, future, _ in group] if load is not None else [None] * len(group)
             if before is not None:
                 try:
                     before([x for x in loaded if x is not None and not isinstance(x, _LoadFailed)])
-                except expected:
+                except _EXPECTED:
                     pass  # each item is retried alone below and reports its own error
-            for i, ((item, _, c), payload) in enumerate(zip(group, loaded)):
-                name = describe(item)
-                try:
-                    if isinstance(payload, _LoadFailed):
-                        raise payload.exc
-                    if load is None and getattr(item, "error", None):
-                        raise InputError(item.error)
-                    ok = work(item) if load is None else work(item, payload)
-                    if ok:
-                        report.done += 1
-                    else:
-                        report.skipped += 1
-                except expected as exc:
-                    # srin's own messages are one line, unless a file name holds a newline: escaped, not cut
-                    msg = printable(str(exc).strip() or type(exc).__name__) if isinstance(exc, SrinError) else first_line(exc)
-                    report.failures.append((name, msg))
-                    on_failure(name, msg)
-                loaded[i] = payload = None  # this item's images can go
-                held[0] -= c
+            for i, (item, _, c) in enumerate(group):
+                _finish(item, loaded[i], work, load is None, describe(item), report, on_failure)
+                loaded[i] = None  # this item's images can go
+                ahead.held -= c
                 progress.update(task, advance=1)
-            refill()
+            ahead.refill()
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     return report
+
+
+_EXPECTED = (SrinError, ValueError, OSError, RuntimeError, MemoryError)  # an item's failure (torch raises RuntimeError)
+
+
+class _LoadAhead:
+    """The items loaded ahead of the work (``pending``: (item, its loading future or None, its cost)): at most
+    ``window`` of them, and with ``cost`` at most ``max_cost`` of cost held (always at least one item ahead)."""
+
+    def __init__(self, items: list, load: Callable | None, pool, window: int, cost: Callable | None, max_cost: int):
+        from collections import deque
+
+        self.upcoming, self.load, self.pool, self.window = iter(items), load, pool, window
+        self.cost, self.max_cost = cost, max_cost
+        self.pending: deque = deque()
+        self.lookahead: list = []  # the next item and its cost, waiting for room
+        self.held = 0  # the cost of the items loaded (or loading) and not finished yet
+
+    def refill(self) -> None:
+        while len(self.pending) < self.window:
+            if not self.lookahead:
+                item = next(self.upcoming, None)
+                if item is None:
+                    return
+                self.lookahead.append((item, self.cost(item) if self.cost is not None else 0))
+            item, c = self.lookahead[0]
+            if self.pending and self.cost is not None and self.held + c > self.max_cost:
+                return  # wait until finished items free their room
+            self.lookahead.pop(0)
+            self.held += c
+            ready = self.pool is not None and not getattr(item, "error", None)
+            self.pending.append((item, self.pool.submit(self.load, item) if ready else None, c))
+
+    def resolve(self, item, future):
+        """The item's loaded payload, or :class:`_LoadFailed`."""
+        if getattr(item, "error", None):
+            return _LoadFailed(InputError(item.error))
+        try:
+            return future.result() if future is not None else self.load(item)
+        except _EXPECTED as exc:
+            return _LoadFailed(exc)
+
+
+def _finish(item, payload, work: Callable, unloaded: bool, name: str, report: BatchReport,
+            on_failure: Callable[[str, str], None]) -> None:
+    """``work`` on one item (``unloaded``: the batch has no ``load``), counted in ``report``; a failure is collected."""
+    try:
+        if isinstance(payload, _LoadFailed):
+            raise payload.exc
+        if unloaded and getattr(item, "error", None):
+            raise InputError(item.error)
+        if work(item) if unloaded else work(item, payload):
+            report.done += 1
+        else:
+            report.skipped += 1
+    except _EXPECTED as exc:
+        # srin's own messages are one line, unless a file name holds a newline: escaped, not cut
+        msg = printable(str(exc).strip() or type(exc).__name__) if isinstance(exc, SrinError) else first_line(exc)
+        report.failures.append((name, msg))
+        on_failure(name, msg)
 
 
 def shard(items: list, spec: str | None, key: Callable) -> list:

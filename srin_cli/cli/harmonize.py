@@ -65,65 +65,88 @@ def harmonize(
     """
     written: list[str] = []
     with handled_errors("srin harmonize"):
-        from ..batch import (check_folders, check_suffix, check_writable, clean_stale_temp, collect_inputs, inside,
-                             output_path, refuse_file_as_folder, shard)
-        from ..data.pairing import pair_items
         from ..limits import set_max_pixels
-        from ..pipeline import OutputOptions, harmonize_items
+        from ..pipeline import OutputOptions
         from .predictor import make_pipeline
 
         set_max_pixels(max_pixels)
         mask_warnings(quiet)
-        check_suffix(suffix)
-        inputs, masks = resolve_layout(inputs, masks)
-        files, base = collect_inputs(inputs, recursive)
-        for folder, option in ((out, "-o/--out"), (maps, "--maps")):
-            if folder is not None:
-                refuse_file_as_folder(folder, option)
-        composites = [base] if base is not None else sorted({f.parent for f in files})
         reports = [(option, p) for option, p in (("--report", review_page), ("--numbers", numbers)) if p is not None]
-        check_folders([("-o/--out", out), ("--maps", maps)],
-                      [*(("composites", c) for c in composites), ("masks", masks), ("--maps", maps)],
-                      [(option, p.parent) for option, p in reports])
-        items = shard(pair_items(files, base, masks, rule=match, suffix=mask_suffix), shard_spec, key=lambda i: i.name)
+        items = _paired_items(inputs, masks, out, maps, reports, recursive, match, mask_suffix, suffix, shard_spec)
         dev = resolve_device(device)
         pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
                                  lambda name: segmenter.kwargs(name, dev), maps, batch, workers,
                                  single=len(items) == 1, quiet=quiet)
-        check_writable(out, "-o/--out")  # before any work: an unwritable folder is one usage error
-        if maps is not None:
-            check_writable(maps, "--maps")
-        for option, p in reports:
-            refuse_file_as_folder(p.parent, option)
-            check_writable(p.parent, option)
-        review = None
-        if reports or as_json:  # each image's colour change, measured as it is written
-            from ..review import Review
-
-            review = Review(pictures=review_page is not None)
-
-            def on_result(item, image, mask, harmonized, target):
-                review.add({"name": item.name, "composite": str(item.composite), "harmonized": str(target)}, image,
-                           harmonized, mask)
-        ready = [i for i in items if i.error is None]  # the others fail by name, writing nothing
-        targets = [output_path(out, i.name, i.composite, fmt, suffix) for i in ready]  # each inside -o, or a UsageError
-        clean_stale_temp(targets + ([inside(maps, f"{i.name}.png", "--maps") for i in ready] if maps is not None else []))  # a killed run's temp files
+        _prepare_outputs(out, maps, reports, items, fmt, suffix)
         if fmt == "same" and not quiet:
             _warn_lossy(items)
-        try:
-            with make_progress(quiet) as progress:
-                report = harmonize_items(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite),
-                                         progress, failure_printer(progress, quiet), written,
-                                         on_result if review is not None else None)[0]
-        except KeyboardInterrupt:
-            _print_written(written, out, as_json, interrupted=True)  # stdout still lists what was finished
-            raise
+        review = _review(review_page) if reports or as_json else None  # each image's colour change, as written
+        report = _harmonize_all(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite), written, review,
+                                as_json, quiet)
         if reports:
             _write_review(review, review_page, numbers, out, report, method, model, checkpoint, pipeline)
     print_outcome(report, written, out, as_json, quiet,
                   images=[_rounded(r) for r in review.rows] if review is not None and as_json else None)
     allow_quick_exit()
     raise typer.Exit(report.exit_code)
+
+
+def _paired_items(inputs: list[Path], masks: Path | None, out: Path, maps: Path | None, reports: list, recursive: bool,
+                  match: str, mask_suffix: str, suffix: str, shard_spec: str | None) -> list:
+    """The composites (this shard's), each paired with its mask, once the options and the folders read and written
+    are known to be sound (--suffix, folders apart and of the right kind)."""
+    from ..batch import check_folders, check_suffix, collect_inputs, refuse_file_as_folder, shard
+    from ..data.pairing import pair_items
+
+    check_suffix(suffix)
+    inputs, masks = resolve_layout(inputs, masks)
+    files, base = collect_inputs(inputs, recursive)
+    for folder, option in ((out, "-o/--out"), (maps, "--maps")):
+        if folder is not None:
+            refuse_file_as_folder(folder, option)
+    composites = [base] if base is not None else sorted({f.parent for f in files})
+    check_folders([("-o/--out", out), ("--maps", maps)],
+                  [*(("composites", c) for c in composites), ("masks", masks), ("--maps", maps)],
+                  [(option, p.parent) for option, p in reports])
+    return shard(pair_items(files, base, masks, rule=match, suffix=mask_suffix), shard_spec, key=lambda i: i.name)
+
+
+def _prepare_outputs(out: Path, maps: Path | None, reports: list, items, fmt: str, suffix: str) -> None:
+    """Every folder written to is writable (before any work: one usage error), every output name stays inside
+    -o, and a killed run's temp files of these outputs are gone."""
+    from ..batch import check_writable, clean_stale_temp, inside, output_path, refuse_file_as_folder
+
+    check_writable(out, "-o/--out")
+    if maps is not None:
+        check_writable(maps, "--maps")
+    for option, p in reports:
+        refuse_file_as_folder(p.parent, option)
+        check_writable(p.parent, option)
+    ready = [i for i in items if i.error is None]  # the others fail by name, writing nothing
+    targets = [output_path(out, i.name, i.composite, fmt, suffix) for i in ready]  # each inside -o, or a UsageError
+    clean_stale_temp(targets + ([inside(maps, f"{i.name}.png", "--maps") for i in ready] if maps is not None else []))
+
+
+def _review(review_page: Path | None):
+    from ..review import Review
+
+    return Review(pictures=review_page is not None)
+
+
+def _harmonize_all(pipeline, items, options, written: list[str], review, as_json: bool, quiet: bool):
+    """Run the batch; on an interrupt, stdout still lists what was finished."""
+    from ..pipeline import harmonize_items
+
+    def on_result(item, image, mask, harmonized, target):
+        review.add({"name": item.name, "composite": str(item.composite), "harmonized": str(target)}, image, harmonized, mask)
+
+    try:
+        with make_progress(quiet) as progress:
+            return harmonize_items(pipeline, items, options, progress, failure_printer(progress, quiet), written,
+                                   on_result if review is not None else None)[0]
+    except KeyboardInterrupt:
+        _print_written(written, options.out, as_json, interrupted=True)
+        raise
 
 
 LOSSY = (".jpg", ".jpeg", ".webp", ".gif")  # GIF: 256 colours

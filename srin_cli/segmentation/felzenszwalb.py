@@ -60,15 +60,7 @@ def felzenszwalb(image: np.ndarray, scale: float = 1.0, sigma: float = 0.8, min_
     scale = float(scale) / 255.0
     img = gaussian_smooth(img, sigma)
     h, w = img.shape[:2]
-    costs = np.hstack([_distance(img[:, 1:], img[:, : w - 1]).ravel(), _distance(img[1:], img[: h - 1]).ravel(),
-                       _distance(img[1:, 1:], img[: h - 1, : w - 1]).ravel(),
-                       _distance(img[1:, : w - 1], img[: h - 1, 1:]).ravel()]).astype(float)
-    ids = np.arange(w * h, dtype=np.intp).reshape(h, w)
-    ends_a = np.concatenate([ids[:, 1:].ravel(), ids[1:, :].ravel(), ids[1:, 1:].ravel(), ids[: h - 1, 1:].ravel()])
-    ends_b = np.concatenate([ids[:, : w - 1].ravel(), ids[: h - 1, :].ravel(), ids[: h - 1, : w - 1].ravel(),
-                             ids[1:, : w - 1].ravel()])
-    order = np.argsort(costs)
-    ends_a, ends_b, costs = ends_a[order], ends_b[order], costs[order]
+    ends_a, ends_b, costs = _sorted_edges(img)
 
     n = w * h
     parent = list(range(n))
@@ -91,8 +83,33 @@ def felzenszwalb(image: np.ndarray, scale: float = 1.0, sigma: float = 0.8, min_
             f32[0] = c + scale / size[x]
             threshold[x] = f32[0]
 
+    _merge_small(parent, size, ends_a, ends_b, min_size)
     roots = _flatten(parent)
-    # small components: only edges between two components, one of them small, can merge (components only grow)
+    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.intp)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.ravel()].reshape(h, w)
+
+
+def _sorted_edges(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 8-neighbourhood graph's edges (each pixel pair once), cheapest first: both ends (flat pixel ids) and
+    the colour distance."""
+    h, w = img.shape[:2]
+    costs = np.hstack([_distance(img[:, 1:], img[:, : w - 1]).ravel(), _distance(img[1:], img[: h - 1]).ravel(),
+                       _distance(img[1:, 1:], img[: h - 1, : w - 1]).ravel(),
+                       _distance(img[1:, : w - 1], img[: h - 1, 1:]).ravel()]).astype(float)
+    ids = np.arange(w * h, dtype=np.intp).reshape(h, w)
+    ends_a = np.concatenate([ids[:, 1:].ravel(), ids[1:, :].ravel(), ids[1:, 1:].ravel(), ids[: h - 1, 1:].ravel()])
+    ends_b = np.concatenate([ids[:, : w - 1].ravel(), ids[: h - 1, :].ravel(), ids[: h - 1, : w - 1].ravel(),
+                             ids[1:, : w - 1].ravel()])
+    order = np.argsort(costs)
+    return ends_a[order], ends_b[order], costs[order]
+
+
+def _merge_small(parent: list[int], size: list[int], ends_a: np.ndarray, ends_b: np.ndarray, min_size: int) -> None:
+    """Components under ``min_size`` pixels joined to a neighbour, edges cheapest first (in place). Only edges
+    between two components, one of them small, can merge (components only grow)."""
+    roots = _flatten(parent)
     small = np.asarray(size)[roots] < min_size
     keep = (roots[ends_a] != roots[ends_b]) & (small[ends_a] | small[ends_b])
     for x, y in zip(ends_a[keep].tolist(), ends_b[keep].tolist()):
@@ -107,12 +124,6 @@ def felzenszwalb(image: np.ndarray, scale: float = 1.0, sigma: float = 0.8, min_
                 x, y = y, x
             parent[y] = x
             size[x] += size[y]
-
-    roots = _flatten(parent)
-    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.intp)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inverse.ravel()].reshape(h, w)
 
 
 def _flatten(parent: list[int]) -> np.ndarray:
