@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 import torch
 
+from srin_cli.colour import blend
 from srin_cli.data.io import read_image, read_mask
 from srin_cli.evaluation import pairs_to_score
-from srin_cli.harmonizer import Harmonizer, blend
+from srin_cli.harmonizer import Harmonizer
 from srin_cli.metrics import score
 from srin_cli.predictor import Predictor
 

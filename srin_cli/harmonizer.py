@@ -24,7 +24,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from .colour import apply_transform, blend  # noqa: F401 - blend: the classical methods' (and benchmarks') blend
+from .colour import apply_transform, blend
 from .errors import CheckpointError, MissingExtra
 from .registry import DEFAULT_SEGMENTER, NETWORK_BACKENDS
 
