@@ -1,7 +1,6 @@
 """Shared fixtures: tiny synthetic folders and tiny models (so the suite runs in minutes on 2 cores)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,10 @@ LIGHT = ("import sys\n"
          "sys.argv[0] = 'srin'\n"
          "app()\n")
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tiny tensors gain nothing from a second thread, and when another job shares the cores two threads wait on each
+# other (two epochs of a tiny training: 1.1 s on one thread, 17 s on two). train --threads still sets its own.
+torch.set_num_threads(1)
+
 
 def run_cli(*args, **kwargs):
     """``srin ARGS...`` in process (CliRunner); arguments may be paths or numbers."""
@@ -36,7 +38,7 @@ def run_cli(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny tensors: one thread is ~10x faster than two when another job shares the 2 cores
+    """One torch thread for the module, whatever a test before it set
     (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module that wants it)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -567,6 +567,7 @@ def test_output_inside_an_input_folder_is_refused(tmp_path, tiny_checkpoint):
     assert not (comps / "harmonized").exists()
 
 
+@pytest.mark.slow  # three training processes; resuming in process: tests/test_cli.py, tests/test_recipes.py
 def test_kill_9_during_train_then_resume_matches_an_uninterrupted_run(tmp_path):
     """A real SIGKILL in the middle of training; --resume must end with the same epochs, checkpoints and loss."""
     root = tmp_path / "photos"

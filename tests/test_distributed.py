@@ -36,6 +36,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert torch.allclose(a, b, atol=1e-5), name
 
 
+@pytest.mark.slow  # two more torchrun launches; the second look in one process: tests/test_training.py
 @pytest.mark.parametrize("unroll", ["--no-unroll", "--unroll"])
 def test_second_look_trains_under_two_gloo_processes(tmp_path, unroll):
     """--second-pass runs the network twice before one backward: DDP takes it (each rank draws its own first steps),
