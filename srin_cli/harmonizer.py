@@ -1,4 +1,5 @@
-"""Predictor-style inference: one class owns device, resolution handling and the full-resolution pass.
+"""The harmonization methods: a trained network applied at any resolution, and the classical references
+(:class:`srin_cli.predictor.Predictor` builds them from a checkpoint or a name).
 
 The network sees the composite at its checkpoint's input size (``config.image_size``: 160x160 for the shipped
 ``default`` and ``srin``, 128x128 for the other shipped models) and predicts a per-pixel affine colour transform at half
@@ -179,11 +180,6 @@ class Harmonizer(HarmonizationMethod):
         self.backend = backend
         self.notes = list(notes)  # why an ONNX file beside the checkpoint is not used (the CLI warns)
         self.max_chroma_loss = max_chroma_loss  # --max-chroma-loss: see :func:`limit_chroma_loss`
-
-    @property
-    def trained_segmenter(self) -> str:
-        """The segmenter whose maps the model was trained on (the default segmenter of a predictor)."""
-        return self.config.get("segmenter") or DEFAULT_SEGMENTER
 
     @property
     def model(self):
