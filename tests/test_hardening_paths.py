@@ -353,10 +353,10 @@ print(peak() - before, mask.shape, float(mask[150, 200]), float(mask[5, 5]))
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc/self/clear_refs")
-@pytest.mark.parametrize("kind,limit", [("16-bit", 7.0), ("rgba", 6.5), ("rgb", 6.2)])
+@pytest.mark.parametrize("kind,limit", [("16-bit", 7.0), ("rgba", 6.5), ("rgb", 6.2), ("grey", 2.0)])
 def test_a_huge_sixteen_bit_or_colour_mask_costs_a_few_bytes_per_pixel(tmp_path, kind, limit):
     """A 12-MP mask for a 400x300 image: about 5 bytes a mask pixel, most of it the decoded file (it was 20 bytes
-    a pixel for a 16-bit mask, 7 for an RGB one)."""
+    a pixel for a 16-bit mask, 7 for an RGB one); an 8-bit grey one about 1 (it was 3)."""
     h, w = 3000, 4000
     box = np.zeros((h, w), np.uint8)
     box[750:2250, 1000:3000] = 255
@@ -364,6 +364,8 @@ def test_a_huge_sixteen_bit_or_colour_mask_costs_a_few_bytes_per_pixel(tmp_path,
         img = Image.fromarray(box.astype(np.uint16) * 257)
     elif kind == "rgba":
         img = _rgba(box, np.full(box.shape, 240))  # the mask in RGB under an almost opaque alpha
+    elif kind == "grey":
+        img = Image.fromarray(box)
     else:
         img = Image.fromarray(np.dstack([box] * 3))
     img.save(tmp_path / "m.png")

@@ -208,12 +208,18 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     path = Path(path)
     img = _open(path, size)
     mode = img.mode
-    if size is not None and img.mode in ("RGB", "RGBA", "LA"):
-        factor = min(img.size[1] // size[0], img.size[0] // size[1]) // 2
-        if factor >= 2 and not _other_aspect(img.size[1], img.size[0], *size):
-            # a colour mask 4+ times its image's side: reduced band by band (Image.reduce would first make a
-            # premultiplied copy of an RGBA image, 4 bytes a pixel), then read as usual
+    factor = min(img.size[1] // size[0], img.size[0] // size[1]) // 2 if size is not None else 0
+    if factor >= 2 and not _other_aspect(img.size[1], img.size[0], *size):  # a mask 4+ times its image's side
+        if img.mode in ("RGB", "RGBA", "LA"):
+            # reduced band by band (Image.reduce would first make a premultiplied copy of an RGBA image, 4 bytes
+            # a pixel), then read as usual
             img = Image.merge(img.mode, [img.getchannel(band).reduce(factor) for band in img.getbands()])
+        elif img.mode in ("L", "P", "1"):
+            grey = img if img.mode == "L" else img.convert("L")
+            del img
+            if grey.getextrema()[1] == 1:  # a 0/1 label mask: scaled to 0/255 before it is averaged
+                grey = grey.point(lambda v: v * 255)
+            img, mode = grey.reduce(factor), "L, reduced"  # no numpy copy at the mask's size; its 0/1 reading done
     if img.mode in SIXTEEN_BIT:  # a 16-bit mask: 0/1 labels, or 0-255 / 0-65535 by its values (masks are near binary)
         arr = _sixteen_bit_mask(img)
     elif img.mode == "F":
