@@ -27,7 +27,7 @@ import numpy as np
 
 from .colour import apply_transform, blend
 from .errors import CheckpointError, MissingExtra
-from .registry import DEFAULT_SEGMENTER, NETWORK_BACKENDS
+from .registry import NETWORK_BACKENDS
 
 NetworkInputs = tuple  # (image, mask, semantic map) float32 arrays, each 1 x C x s x s
 ColourTransform = Any  # the predicted affine transform, a 12 x s/2 x s/2 float32 array
@@ -290,12 +290,12 @@ def open_network(path: str | Path, device: str = "cpu", backend: str = "auto",
 
 def network_method(name: str, path: str | Path, device: str = "cpu", backend: str = "auto", threads: int | None = None,
                    max_chroma_loss: float | None = None,
-                   segmenter_for: Callable[[str], Callable] | None = None) -> Harmonizer:
-    """The ``model`` method: the network of checkpoint ``path``; ``segmenter_for(name)`` makes the segmenter from the
-    name of the one the checkpoint was trained with; ``max_chroma_loss``: at most this much foreground chroma lost
-    (:func:`limit_chroma_loss`; None: no limit)."""
+                   segmenter_for: Callable[[dict], Callable] | None = None) -> Harmonizer:
+    """The ``model`` method: the network of checkpoint ``path``; ``segmenter_for(config)`` makes the segmenter from
+    the checkpoint's config (the segmenter it was trained with, and its options); ``max_chroma_loss``: at most this
+    much foreground chroma lost (:func:`limit_chroma_loss`; None: no limit)."""
     network, config, used, notes = open_network(path, device, backend, threads)
-    segmenter = segmenter_for(config.get("segmenter") or DEFAULT_SEGMENTER) if segmenter_for is not None else None
+    segmenter = segmenter_for(config) if segmenter_for is not None else None
     return Harmonizer(network, config, segmenter, used, max_chroma_loss, notes)
 
 

@@ -5,7 +5,8 @@
 
 Everything is decided when it is built and nothing changes afterwards: the method (the network or a classical
 reference), how the network runs (backend, device, threads), the segmenter (by default the one the checkpoint
-was trained with, with the options given), the semantic-map cache and the chroma limit. ``harmonize``,
+was trained with, with the options it was trained with, those given on top), the semantic-map cache and the
+chroma limit. ``harmonize``,
 ``evaluate``, :func:`srin_cli.api.load_model` and the benchmarks all build theirs here. Nothing heavy is
 imported until a predictor is built; the ONNX path never imports torch.
 """
@@ -31,12 +32,14 @@ def checkpoint_path(model_or_path: str | Path) -> Path:
     return Path(model_or_path)
 
 
-def make_segmenter(name: str, options: SegmenterOptions = None, device: str = "cpu", chosen: bool = True):
-    """Segmenter ``name`` with ``options``; a segmenter that runs on a device gets ``device`` unless the options
-    name one. ``chosen``: the caller asked for it by name (False: the checkpoint did, which the error says)."""
+def make_segmenter(name: str, options: SegmenterOptions = None, device: str = "cpu", chosen: bool = True,
+                   base: Mapping | None = None):
+    """Segmenter ``name`` with ``options`` over ``base`` (the checkpoint's own options); a segmenter that runs on a
+    device gets ``device`` unless the options name one. ``chosen``: the caller asked for it by name (False: the
+    checkpoint did, which the error says)."""
     from .segmentation import create_segmenter
 
-    kwargs = dict((options(name) if callable(options) else options) or {})
+    kwargs = {**(base or {}), **((options(name) if callable(options) else options) or {})}
     if SEGMENTERS[SEGMENTERS.check(name)].info["uses_device"]:
         kwargs.setdefault("device", device)
     try:
@@ -66,7 +69,8 @@ class Predictor:
         """``model_or_path``: a shipped name or a checkpoint (``method="model"``; the classical methods of
         :data:`srin_cli.registry.METHODS` read none). ``backend``: :data:`srin_cli.registry.NETWORK_BACKENDS`;
         ``device``: ``cpu`` or ``cuda`` (resolved, not ``auto``). ``segmenter``: None for the one the checkpoint
-        was trained with; ``segmenter_options``: its keyword arguments (see :data:`SegmenterOptions`).
+        was trained with; ``segmenter_options``: its keyword arguments (see :data:`SegmenterOptions`), over the
+        options the checkpoint records for that segmenter.
         ``map_cache``: a folder of semantic maps (read, missing ones saved). ``max_chroma_loss``: a foreground's
         mean chroma falls by at most this much (``srin harmonize --max-chroma-loss``; the network only).
         ``threads``: ONNX Runtime's threads (default: one per core); the results do not depend on it."""
@@ -76,8 +80,10 @@ class Predictor:
         if segmenter is not None:
             SEGMENTERS.check(segmenter)
 
-        def segmenter_for(trained: str):
-            return make_segmenter(segmenter or trained, segmenter_options, device, chosen=segmenter is not None)
+        def segmenter_for(config: dict):
+            trained = config.get("segmenter") or DEFAULT_SEGMENTER
+            own = (config.get("segmenter_options") or {}) if segmenter in (None, trained) else {}
+            return make_segmenter(segmenter or trained, segmenter_options, device, segmenter is not None, own)
 
         path = checkpoint_path(model_or_path) if method == "model" else None
         run = METHODS.build(method, method, path=path, device=device, backend=backend, threads=threads,

@@ -64,3 +64,15 @@ def test_cpu_needs_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_the_checkpoints_segmenter_options_are_the_defaults(tmp_path):
+    from srin_cli.training.state import portable_options
+
+    assert portable_options({"checkpoint": "sam.pth", "device": "cuda", "points_per_side": 8}) == {"points_per_side": 8}
+    model = build_model("srin", widths=(4, 8, 8, 8), image_size=64, segmenter_options={"scale": 300.0})
+    save_checkpoint(tmp_path / "m.pt", model)
+    assert Predictor.from_name_or_path(tmp_path / "m.pt").segmenter.scale == 300.0
+    assert Predictor.from_name_or_path(tmp_path / "m.pt", segmenter="felzenszwalb").segmenter.scale == 300.0
+    given = Predictor.from_name_or_path(tmp_path / "m.pt", segmenter_options={"scale": 50.0, "min_size": 4})
+    assert (given.segmenter.scale, given.segmenter.min_size) == (50.0, 4)

@@ -18,7 +18,7 @@ still one 12-channel transform. Training can teach that second look (``srin trai
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +43,10 @@ class UNetConfig:
     gate: bool = False
     # added to the gate's logit at inference (0 in training): below 0 the model corrects only when more sure
     gate_bias: float = 0.0
-    # the segmenter whose maps the model was trained on (harmonize uses it by default)
+    # the segmenter whose maps the model was trained on, and its options (keyword arguments, none that name a file
+    # or a device): a predictor uses both unless told otherwise
     segmenter: str = DEFAULT_SEGMENTER
+    segmenter_options: dict = field(default_factory=dict)
     # inference (eval mode) only: the transform is the mean of the one predicted for the composite and the
     # mirror image of the one predicted for its mirror image (two network passes; training sees one view)
     flip_average: bool = False

@@ -62,12 +62,18 @@ class StartState:
     resumed: bool = False  # read from last.pt
 
 
+def portable_options(options: dict) -> dict:
+    """A segmenter's options as a checkpoint keeps them: without those that name a file or a device (another
+    machine gives its own)."""
+    return {k: v for k, v in options.items() if k not in ("checkpoint", "device")}
+
+
 def start_state(cfg: TrainConfig, resume: bool, out: Path, device: torch.device, log) -> StartState:
     """With ``resume`` and an ``OUT/last.pt``: its model, optimizer and counters. Otherwise a new model (from
     ``cfg.seed``), warm-started from ``cfg.init`` if given."""
     _seed_everything(cfg.seed)
     model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, norm_levels=tuple(cfg.norm_levels),
-                        gate=cfg.gate, segmenter=cfg.segmenter).to(device)
+                        gate=cfg.gate, segmenter=cfg.segmenter, segmenter_options=portable_options(cfg.segmenter_options)).to(device)
     last = out / "last.pt"
     if resume and last.exists():
         payload = read_checkpoint(last)
