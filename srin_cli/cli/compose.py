@@ -9,6 +9,7 @@ import typer
 from ..limits import MAX_BATCH
 from .common import (Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings,
                      resolve_device)
+from .harmonize import print_outcome
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt,
                       ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt, ReviewOpt, SegmenterChoice, ShardOpt,
                       segmenter_options)
@@ -65,93 +66,132 @@ def compose(
     a bad item fails with one line and the rest is written. Prints the written paths on stdout (or a JSON
     summary with --json); progress and messages go to stderr.
     """
-    from .harmonize import _print_written, print_outcome
-
     written: list[str] = []
-    review = None
     with handled_errors("srin compose"):
-        from ..batch import check_folders, check_writable, clean_stale_temp, refuse_file_as_folder, shard
-        from ..compose import (DEFAULT_AT, ComposeOutput, compose_items, output_files, parse_at, parse_number,
-                               plan_pairs, read_plan)
-        from ..errors import UsageError
+        from ..compose import ComposeOutput
         from ..limits import set_max_pixels
 
         set_max_pixels(max_pixels)
         mask_warnings(quiet)
-        placement = parse_at(at) if at is not None else DEFAULT_AT
-        size = parse_number(height, "--height") if height is not None else None
-        if size is not None and cutout_scale is not None:
-            raise UsageError("give the object's --height or its --cutout-scale, not both")
-        if cutout_scale is not None and not cutout_scale > 0:
-            raise UsageError(f"--cutout-scale must be above 0, got {cutout_scale:g}")
-        if size is not None and not size > 0:
-            raise UsageError(f"--height must be above 0, got {height}")
-        harmonizing = only is None
-        if not harmonizing and (report is not None or numbers is not None):
-            raise UsageError("--report and --numbers show what harmonizing changed; they do not go with --only composite")
-        folders: list[tuple[str, Path]] = []  # input folders read in full: no output may go into them
-        if plan is not None:
-            if cutout is not None or background is not None:
-                raise UsageError("give CUTOUT BACKGROUND or --csv FILE, not both")
-            if mask is not None:
-                raise UsageError("--mask goes with one cut-out; a CSV gives each row's mask in its mask column")
-            items, single = read_plan(plan, placement, size, cutout_scale), False
-        else:
-            if cutout is None or background is None:
-                raise UsageError("give a CUTOUT and a BACKGROUND (files or folders), or --csv FILE")
-            if mask is not None and cutout.is_dir():
-                raise UsageError("--mask goes with one cut-out file; for cut-outs without transparency give a CSV "
-                                 "with a mask column")
-            cutouts, backgrounds = _images(cutout, "cut-outs"), _images(background, "backgrounds")
-            folders = [(what, p) for what, p in (("cut-outs", cutout), ("backgrounds", background)) if p.is_dir()]
-            items = plan_pairs(cutouts, backgrounds, mask, placement, size, cutout_scale)
-            single = not folders
-        items = shard(items, shard_spec, key=lambda i: i.name)
-        refuse_file_as_folder(out)
+        placement, size = _placement(at, height, cutout_scale, only is None, report, numbers)
+        items, single, folders = _plan(plan, cutout, background, mask, placement, size, cutout_scale, shard_spec)
         reports = [(option, p) for option, p in (("--report", report), ("--numbers", numbers)) if p is not None]
-        check_folders([("-o/--out", out)], folders, [(option, p.parent) for option, p in reports])
-        check_writable(out, "-o/--out")  # before any work: an unwritable folder is one usage error
-        for option, p in reports:
-            refuse_file_as_folder(p.parent, option)
-            check_writable(p.parent, option)
-        output = ComposeOutput(out, fmt, quality, overwrite, harmonizing)
-        pipeline = None
-        if harmonizing:
-            from .predictor import make_pipeline
-
-            dev = resolve_device(device)
-            pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
-                                     lambda name: segmenter.kwargs(name, dev),
-                                     batch=1 if single else batch, workers=workers, single=single, quiet=quiet)
-        clean_stale_temp([t for i in items if i.error is None for t in output_files(i, output)]
-                         + [p for _, p in reports])  # a killed run's temp files
-        on_result = None
-        if harmonizing and (report is not None or numbers is not None or as_json):
-            from ..review import Review
-
-            review = Review(pictures=report is not None)
-
-            def on_result(item, image, item_mask, harmonized, files):
-                review.add({"name": item.name, "cutout": str(item.cutout), "background": str(item.background),
-                            "composite": str(files[0]), "mask": str(files[1]), "harmonized": str(files[2])},
-                           image, harmonized, item_mask)
-        try:
-            with make_progress(quiet) as progress:
-                outcome = compose_items(pipeline, items, output, progress, failure_printer(progress, quiet), written,
-                                        on_result, single, workers)
-        except KeyboardInterrupt:
-            _print_written(written, out, as_json, interrupted=True)  # stdout still lists what was finished
-            raise
+        output = ComposeOutput(out, fmt, quality, overwrite, only is None)
+        _prepare_outputs(output, folders, reports, items)
+        pipeline = None if only is not None else _pipeline(method, model, checkpoint, device, backend, max_chroma_loss,
+                                                           segmenter, batch, workers, single, quiet)
+        review = _review(report) if pipeline is not None and (reports or as_json) else None
+        outcome = _compose_all(pipeline, items, output, written, review, single, workers, as_json, quiet)
         if review is not None:
             _write_review(review, report, numbers, out, outcome, method, model, checkpoint, pipeline)
-    images = None
-    if review is not None and as_json:
-        from ..review import rounded
-
-        images = [rounded(r) for r in review.rows]
-    print_outcome(outcome, written, out, as_json, quiet, what="composites", images=images)
+    print_outcome(outcome, written, out, as_json, quiet, what="composites",
+                  images=[_rounded(r) for r in review.rows] if review is not None and as_json else None)
     allow_quick_exit()
     raise typer.Exit(outcome.exit_code)
+
+
+def _rounded(row: dict) -> dict:
+    from ..review import rounded
+
+    return rounded(row)
+
+
+def _placement(at: str | None, height: str | None, cutout_scale: float | None, harmonizing: bool,
+               report: Path | None, numbers: Path | None):
+    """(where the cut-out's anchor goes, the object's height or None), the placement options checked."""
+    from ..compose import DEFAULT_AT, parse_at, parse_number
+    from ..errors import UsageError
+
+    placement = parse_at(at) if at is not None else DEFAULT_AT
+    size = parse_number(height, "--height") if height is not None else None
+    if size is not None and cutout_scale is not None:
+        raise UsageError("give the object's --height or its --cutout-scale, not both")
+    if cutout_scale is not None and not cutout_scale > 0:
+        raise UsageError(f"--cutout-scale must be above 0, got {cutout_scale:g}")
+    if size is not None and not size > 0:
+        raise UsageError(f"--height must be above 0, got {height}")
+    if not harmonizing and (report is not None or numbers is not None):
+        raise UsageError("--report and --numbers show what harmonizing changed; they do not go with --only composite")
+    return placement, size
+
+
+def _plan(plan: Path | None, cutout: Path | None, background: Path | None, mask: Path | None, placement, size,
+          cutout_scale: float | None, shard_spec: str | None):
+    """(the composites to make (this shard's), whether it is one, the input folders read in full: no output may go
+    into them)."""
+    from ..batch import shard
+    from ..compose import plan_pairs, read_plan
+    from ..errors import UsageError
+
+    if plan is not None:
+        if cutout is not None or background is not None:
+            raise UsageError("give CUTOUT BACKGROUND or --csv FILE, not both")
+        if mask is not None:
+            raise UsageError("--mask goes with one cut-out; a CSV gives each row's mask in its mask column")
+        return shard(read_plan(plan, placement, size, cutout_scale), shard_spec, key=lambda i: i.name), False, []
+    if cutout is None or background is None:
+        raise UsageError("give a CUTOUT and a BACKGROUND (files or folders), or --csv FILE")
+    if mask is not None and cutout.is_dir():
+        raise UsageError("--mask goes with one cut-out file; for cut-outs without transparency give a CSV "
+                         "with a mask column")
+    cutouts, backgrounds = _images(cutout, "cut-outs"), _images(background, "backgrounds")
+    folders = [(what, p) for what, p in (("cut-outs", cutout), ("backgrounds", background)) if p.is_dir()]
+    items = plan_pairs(cutouts, backgrounds, mask, placement, size, cutout_scale)
+    return shard(items, shard_spec, key=lambda i: i.name), not folders, folders
+
+
+def _prepare_outputs(output, folders: list, reports: list, items) -> None:
+    """-o and the report folders are writable and apart from the input folders (before any work: one usage error),
+    and a killed run's temp files of these outputs are gone."""
+    from ..batch import check_folders, check_writable, clean_stale_temp, refuse_file_as_folder
+    from ..compose import output_files
+
+    out = output.out
+    refuse_file_as_folder(out)
+    check_folders([("-o/--out", out)], folders, [(option, p.parent) for option, p in reports])
+    check_writable(out, "-o/--out")
+    for option, p in reports:
+        refuse_file_as_folder(p.parent, option)
+        check_writable(p.parent, option)
+    clean_stale_temp([t for i in items if i.error is None for t in output_files(i, output)] + [p for _, p in reports])
+
+
+def _review(report: Path | None):
+    from ..review import Review
+
+    return Review(pictures=report is not None)
+
+
+def _pipeline(method: str, model: str, checkpoint: Path | None, device: Device, backend: str,
+              max_chroma_loss: float | None, segmenter: SegmenterChoice, batch: int, workers: int, single: bool,
+              quiet: bool):
+    from .predictor import make_pipeline
+
+    dev = resolve_device(device)
+    return make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
+                         lambda name: segmenter.kwargs(name, dev), batch=1 if single else batch, workers=workers,
+                         single=single, quiet=quiet)
+
+
+def _compose_all(pipeline, items, output, written: list[str], review, single: bool, workers: int, as_json: bool,
+                 quiet: bool):
+    """Run the batch (each harmonized image's colour change into ``review``); on an interrupt, stdout still lists
+    what was finished."""
+    from ..compose import compose_items
+    from .harmonize import _print_written
+
+    def on_result(item, image, item_mask, harmonized, files):
+        review.add({"name": item.name, "cutout": str(item.cutout), "background": str(item.background),
+                    "composite": str(files[0]), "mask": str(files[1]), "harmonized": str(files[2])},
+                   image, harmonized, item_mask)
+
+    try:
+        with make_progress(quiet) as progress:
+            return compose_items(pipeline, items, output, progress, failure_printer(progress, quiet), written,
+                                 on_result if review is not None else None, single, workers)
+    except KeyboardInterrupt:
+        _print_written(written, output.out, as_json, interrupted=True)
+        raise
 
 
 def _images(path: Path, what: str) -> list[Path]:
