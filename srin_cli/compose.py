@@ -126,8 +126,19 @@ def compose(cutout, background, at: tuple[Number, Number] = DEFAULT_AT, height: 
         raise InputError(f"{name}: at --at {_shown(ax)},{_shown(ay)} the object (x {left}..{left + w - 1}, y "
                          f"{top}..{top + h - 1}) lies entirely outside the {W}x{H} scene; place its bottom centre inside it")
 
-    a = alpha[box].astype(np.float32) / np.float32(255)
-    premultiplied = rgb[box].astype(np.float32) * a[..., None]
+    return _paste(scene, rgb[box], alpha[box], (w, h), (left, top), (x0, x1, y0, y1),
+                  f"{name}: at --at {_shown(ax)},{_shown(ay)}")
+
+
+def _paste(scene: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, int], corner: tuple[int, int],
+           inside_box: tuple[int, int, int, int], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The object (its box's colour and alpha) resized to ``size`` (w, h) with its top-left corner at ``corner``,
+    blended into a copy of ``scene`` where it lies inside (``inside_box``: x0, x1, y0, y1); and the mask as written."""
+    (w, h), (left, top), (x0, x1, y0, y1) = size, corner, inside_box
+    H, W = scene.shape[:2]
+    a = alpha.astype(np.float32) / np.float32(255)
+    premultiplied = rgb.astype(np.float32) * a[..., None]
+    box_h, box_w = alpha.shape
     if (w, h) != (box_w, box_h):
         # area averaging when shrinking (no aliasing), bilinear when enlarging (no overshoot in the alpha)
         interpolation = cv2.INTER_AREA if w * h < box_w * box_h else cv2.INTER_LINEAR
@@ -137,8 +148,8 @@ def compose(cutout, background, at: tuple[Number, Number] = DEFAULT_AT, height: 
     a, premultiplied = np.clip(a[inside], 0, 1), premultiplied[inside]
     a8 = (a * 255 + 0.5).astype(np.uint8)
     if not a8.any():
-        raise InputError(f"{name}: at --at {_shown(ax)},{_shown(ay)} no visible part of the object lies inside the "
-                         f"{W}x{H} scene; place its bottom centre inside it")
+        raise InputError(f"{where} no visible part of the object lies inside the {W}x{H} scene; place its bottom "
+                         "centre inside it")
     colour = np.divide(premultiplied, a[..., None], out=np.zeros_like(premultiplied), where=a[..., None] > 1e-6)
     q = a8.astype(np.float32) / np.float32(255)  # the mask as written (8 bits) and read back
     region = scene[y0:y1, x0:x1].astype(np.float32)
@@ -369,6 +380,46 @@ def output_files(item: ComposeItem, output: ComposeOutput) -> tuple[Path, ...]:
     return files + ((output_path(harm, item.name, item.background, output.fmt),) if output.harmonize else ())
 
 
+def _load_job(item: ComposeItem, output: ComposeOutput, pipeline, cutout: Callable) -> ComposeJob:
+    """One item composed (in a loader thread), with the pipeline's inputs when harmonizing; nothing when its files
+    all exist and are not to be overwritten. ``cutout``: reads a cut-out (cached)."""
+    targets = output_files(item, output)
+    sources = {p.resolve() for p in (item.cutout, item.background, item.mask) if p is not None}
+    for target in targets:
+        if target.resolve() in sources:  # inputs are never modified
+            raise UsageError(f"{target} is one of this composite's inputs; choose another -o/--out")
+    if not output.overwrite and all(t.exists() for t in targets):
+        return ComposeJob(targets)
+    image, mask = compose(cutout(item.cutout, item.mask), item.background, item.at, item.height,
+                          item.scale, name=str(item.cutout))
+    job = ComposeJob(targets, image, mask)
+    if pipeline is not None:
+        job.composite = pipeline.open(item.name, image, mask)
+    return job
+
+
+def _finish_job(item: ComposeItem, job: ComposeJob, output: ComposeOutput, pipeline, written: list[str],
+                on_result: Callable | None) -> bool:
+    """One item harmonized (with a pipeline) and its files written; False when it was skipped."""
+    from .data.io import write_image
+    from .files import interrupts_held
+
+    if job.image is None:
+        return False
+    harmonized = None
+    if pipeline is not None:  # before writing: a failed model run leaves no half-written item
+        harmonized = pipeline.harmonized(job.composite, in_place=False)
+    with interrupts_held():  # the files and their entries in `written` together; the harmonized image last
+        write_image(job.targets[0], job.image, output.quality)
+        write_image(job.targets[1], (job.mask * 255 + 0.5).astype(np.uint8))
+        if harmonized is not None:
+            write_image(job.targets[2], harmonized, output.quality)
+        written.extend(map(str, job.targets))
+    if on_result is not None and harmonized is not None:
+        on_result(item, job.image, job.mask, harmonized, job.targets)
+    return True
+
+
 def compose_items(pipeline, items: list[ComposeItem], output: ComposeOutput, progress,
                   on_failure: Callable[[str, str], None], written: list[str],
                   on_result: Callable | None = None, single: bool = False, workers: int = 2):
@@ -381,43 +432,17 @@ def compose_items(pipeline, items: list[ComposeItem], output: ComposeOutput, pro
     from functools import lru_cache
 
     from .batch import BatchReport, run_batch
-    from .data.io import header_pixels, write_image
-    from .files import interrupts_held
+    from .data.io import header_pixels
     from .limits import IN_FLIGHT_PIXELS
 
     # one cut-out on many scenes comes as consecutive items: it is decoded once (compose only reads it)
     cutout = lru_cache(maxsize=4)(read_cutout)
 
     def load(item: ComposeItem) -> ComposeJob:
-        targets = output_files(item, output)
-        sources = {p.resolve() for p in (item.cutout, item.background, item.mask) if p is not None}
-        for target in targets:
-            if target.resolve() in sources:  # inputs are never modified
-                raise UsageError(f"{target} is one of this composite's inputs; choose another -o/--out")
-        if not output.overwrite and all(t.exists() for t in targets):
-            return ComposeJob(targets)
-        image, mask = compose(cutout(item.cutout, item.mask), item.background, item.at, item.height,
-                              item.scale, name=str(item.cutout))
-        job = ComposeJob(targets, image, mask)
-        if pipeline is not None:
-            job.composite = pipeline.open(item.name, image, mask)
-        return job
+        return _load_job(item, output, pipeline, cutout)
 
     def finish(item: ComposeItem, job: ComposeJob) -> bool:
-        if job.image is None:
-            return False
-        harmonized = None
-        if pipeline is not None:  # before writing: a failed model run leaves no half-written item
-            harmonized = pipeline.harmonized(job.composite, in_place=False)
-        with interrupts_held():  # the files and their entries in `written` together; the harmonized image last
-            write_image(job.targets[0], job.image, output.quality)
-            write_image(job.targets[1], (job.mask * 255 + 0.5).astype(np.uint8))
-            if harmonized is not None:
-                write_image(job.targets[2], harmonized, output.quality)
-            written.extend(map(str, job.targets))
-        if on_result is not None and harmonized is not None:
-            on_result(item, job.image, job.mask, harmonized, job.targets)
-        return True
+        return _finish_job(item, job, output, pipeline, written, on_result)
 
     if single:
         item = items[0]
