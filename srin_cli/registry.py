@@ -190,11 +190,11 @@ MATCH_RULES = Registry("--match", {
     "iharmony4": Entry("srin_cli.data.pairing:iharmony4_rule", "c1_1_4.jpg pairs with masks/c1_1.png"),
 })
 
-# which composites of an iHarmony4 folder (srin_cli.data.pairing.iharmony4_composites)
+# which composites of an iHarmony4 folder: lists, the *_LIST.txt files read (srin_cli.data.pairing.iharmony4_composites)
 SPLITS = Registry("--split", {
-    "train": Entry(None, "those *_train.txt lists, which srin train reads"),
-    "test": Entry(None, "those *_test.txt lists, which evaluate scores"),
-    "all": Entry(None, "both"),
+    "train": Entry(None, "those *_train.txt lists, which srin train reads", {"lists": ("train",)}),
+    "test": Entry(None, "those *_test.txt lists, which evaluate scores", {"lists": ("test",)}),
+    "all": Entry(None, "both", {"lists": ("train", "test")}),
 })
 
 OUTPUT_FORMATS = Registry("--format", {

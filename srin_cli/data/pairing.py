@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, UsageError
-from ..registry import MATCH_RULES
+from ..registry import MATCH_RULES, SPLITS
 from .io import IMAGE_EXTENSIONS, is_broken_link, is_image_file, list_images  # noqa: F401 - list_images: the one image lister
 
 _TRAILING = re.compile(r"^(.*)_[^_]+$", re.DOTALL)  # DOTALL: a name may hold a newline
@@ -197,7 +197,7 @@ def iharmony4_composites(root: Path, split: str = "train") -> tuple[list[Path], 
                 [lst for _, lists in found for lst in lists])
     files: list[Path] = []
     lists: list[Path] = []
-    for s in (("train", "test") if split == "all" else (split,)):
+    for s in SPLITS[SPLITS.check(split)].info["lists"]:
         lists += sorted(root.glob(f"*_{s}.txt"))
         files += iharmony4_list(root, s) or []
     return list(dict.fromkeys(files)), lists
