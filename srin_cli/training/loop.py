@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ..build import count_parameters, gflops, read_checkpoint, save_checkpoint
 from ..files import atomic_write, check_writable
 from ..registry import DEFAULT_SEGMENTER
-from .config import TrainConfig, saved_loss  # noqa: F401 - imported from here by srin train and the recipes
+from .config import TrainConfig
 from .distributed import Dist, epoch_loader
 from .losses import gated_loss
 from .state import WeightAverage, start_state, trainable_parameters
