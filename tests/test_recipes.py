@@ -123,6 +123,7 @@ def test_training_options_beside_a_recipe_are_refused(tmp_path, tiny_train):
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nlerning_rate = 1.0\n', "unknown option 'lerning_rate'"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nlr = "fast"\n', "wrong type"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\n', "needs epochs"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nimage_size = 100\n', "multiple of 16"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ndata = "elsewhere"\n', "command line"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[[stages]]\nname = "b"\naverage = ["a", "c"]\n', "averages"),
 ])
@@ -136,8 +137,8 @@ def test_bad_recipes_are_refused_by_name(bad, message):
 def test_shipped_recipes_parse():
     assert "default" in available()
     recipe = load_recipe("default")
-    assert recipe.stage_names()[-1] == "light"
-    assert recipe.stages[-1].options["relight"] > 0
+    assert recipe.stage_names()[0] == "base" and "epochs" in recipe.stages[0].options
+    assert recipe.stages[-1].options["relight"] > 0  # the model ends on re-lit objects beside the colour transfers
 
 
 def test_relight_keeps_the_background_and_changes_the_light():

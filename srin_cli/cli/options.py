@@ -97,7 +97,7 @@ TrainValOpt = Annotated[Optional[list[Path]], typer.Option(help="Validation pair
 EpochsOpt = Annotated[int, typer.Option(min=1, help="Epochs (lr x0.1 at 100/120 and 110/120 of them).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1)]
 LrOpt = Annotated[float, typer.Option(min=0.0, help="Initial Adam learning rate.")]
-ImageSizeOpt = Annotated[int, typer.Option(min=32, help="Training resolution (multiple of 16).")]
+ImageSizeOpt = Annotated[int, typer.Option(min=32, max=1024, help="Training resolution (multiple of 16, at most 1024: the largest a checkpoint may declare).")]
 WidthsOpt = Annotated[str, typer.Option(help="U-Net widths per level, comma-separated.")]
 ChromaWeightOpt = Annotated[float, typer.Option(min=0.0, help="Weight of a term that penalises changing the foreground's mean chroma away from the real photo's (washing colour out).")]
 GreyWeightOpt = Annotated[float, typer.Option(min=0.0, help="Weight of a one-sided, per-pixel term that penalises foreground pixels less colourful than the real photo's.")]

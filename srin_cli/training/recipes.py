@@ -128,6 +128,11 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
         merged = {**shared, **options}
         if not isinstance(merged.get("epochs"), int) or merged["epochs"] < 1:
             raise ValueError(f"{where}: stage {name!r} needs epochs (a positive integer)")
+        size = merged.get("image_size", 256)
+        if size % 16 or not 32 <= size <= 1024:
+            raise ValueError(f"{where}: stage {name!r}: image_size must be a multiple of 16 in 32-1024, got {size}")
+        if merged.get("lr", 0.0) < 0:
+            raise ValueError(f"{where}: stage {name!r}: lr must be 0 or more")
         stages.append(Stage(name, merged))
     if not stages:
         raise ValueError(f"{where}: no stages")
