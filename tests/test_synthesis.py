@@ -272,18 +272,19 @@ def test_synthesize_falls_back_to_closest_attempt() -> None:
 
 
 def test_synthesize_speed_256() -> None:
-    """20 composites of a 256x256 photo (30 % foreground) in well under 2 s."""
+    """20 composites of a 256x256 photo (30 % foreground) in well under 2 s of CPU time (this process's, so that
+    the check holds when other jobs share the cores; about 0.25 s measured on 2 cores)."""
     image = _photo(256)
     mask = np.zeros((256, 256), np.float32)
     mask[40:200, 30:220] = 1.0
     reference = _reference(40_000)
     rng = np.random.default_rng(0)
     synthesize(image, mask, lambda: reference, rng)  # warm-up (cv2 initialisation)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(20):
         synthesize(image, mask, lambda: reference, rng)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"20 synthesize calls took {elapsed:.2f} s"
+    elapsed = time.process_time() - start
+    assert elapsed < 2.0, f"20 synthesize calls took {elapsed:.2f} s of CPU time"
 
 
 # ----------------------------------------------------------------------------- match_chroma
