@@ -340,9 +340,9 @@ def test_one_pixel_and_large_images(tmp_path, tiny_checkpoint):
     big_mask = np.zeros((h, w), np.uint8)
     big_mask[900:1100, 1400:1700] = 255
     Image.fromarray(big_mask).save(masks / "big.png")
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: the bound holds whatever else shares the cores
     r = harmonize(tmp_path / "in", tmp_path / "out", tiny_checkpoint)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     no_traceback(r)
     assert r.exit_code == 0, r.output
     assert read_image(tmp_path / "out" / "dot.png").shape == (1, 1, 3)
