@@ -9,7 +9,7 @@ import typer
 from ..limits import MAX_BATCH
 from .common import (Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings,
                      resolve_device)
-from .harmonize import print_outcome
+from .harmonize import print_outcome, write_review_files
 from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt,
                       ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt, ReviewOpt, SegmenterChoice, ShardOpt,
                       segmenter_options)
@@ -83,7 +83,8 @@ def compose(
         review = _review(report) if pipeline is not None and (reports or as_json) else None
         outcome = _compose_all(pipeline, items, output, written, review, single, workers, as_json, quiet)
         if review is not None:
-            _write_review(review, report, numbers, out, outcome, method, model, checkpoint, pipeline)
+            write_review_files(review, report, numbers, out, outcome, method, model, checkpoint, pipeline,
+                               fields=COMPOSE_FIELDS, command="compose", what="composites")
     print_outcome(outcome, written, out, as_json, quiet, what="composites",
                   images=[_rounded(r) for r in review.rows] if review is not None and as_json else None)
     allow_quick_exit()
@@ -205,18 +206,3 @@ def _images(path: Path, what: str) -> list[Path]:
     if not found:
         raise InputError(f"no {what} found in {path}")
     return found
-
-
-def _write_review(review, report: Path | None, numbers: Path | None, out: Path, outcome, method: str, model: str,
-                  checkpoint: Path | None, pipeline) -> None:
-    from .. import __version__
-    from ..review import write_numbers, write_review
-    from .predictor import made_by
-
-    if numbers is not None:
-        write_numbers(numbers, COMPOSE_FIELDS, review.rows)
-    if report is not None:
-        about = [("made by", made_by(method, model, checkpoint, pipeline)), ("srin version", __version__),
-                 ("composites", f"{len(review.rows)} harmonized in this run into {out}/, {outcome.skipped} skipped "
-                                f"(already there; not shown), {len(outcome.failures)} failed")]
-        write_review(report, review, f"srin compose: {out}", about, outcome.failures)

@@ -84,7 +84,7 @@ def harmonize(
         report = _harmonize_all(pipeline, items, OutputOptions(out, fmt, suffix, quality, overwrite), written, review,
                                 as_json, quiet)
         if reports:
-            _write_review(review, review_page, numbers, out, report, method, model, checkpoint, pipeline)
+            write_review_files(review, review_page, numbers, out, report, method, model, checkpoint, pipeline)
     print_outcome(report, written, out, as_json, quiet,
                   images=[_rounded(r) for r in review.rows] if review is not None and as_json else None)
     allow_quick_exit()
@@ -178,20 +178,22 @@ def _rounded(row: dict) -> dict:
     return rounded(row)
 
 
-def _write_review(review, page: Path | None, numbers: Path | None, out: Path, report, method: str, model: str,
-                  checkpoint: Path | None, pipeline) -> None:
-    """The review page (--report) and the numbers' CSV (--numbers) of the images harmonized in this run."""
+def write_review_files(review, page: Path | None, numbers: Path | None, out: Path, report, method: str, model: str,
+                       checkpoint: Path | None, pipeline, fields: list[str] = HARMONIZE_FIELDS, command: str = "harmonize",
+                       what: str = "images") -> None:
+    """The review page (--report) and the numbers' CSV (--numbers) of the images harmonized in this run (harmonize,
+    compose: ``fields`` are the CSV's columns, ``what`` the word for the items on the page)."""
     from .. import __version__
     from ..review import write_numbers, write_review
     from .predictor import made_by
 
     if numbers is not None:
-        write_numbers(numbers, HARMONIZE_FIELDS, review.rows)
+        write_numbers(numbers, fields, review.rows)
     if page is not None:
         about = [("made by", made_by(method, model, checkpoint, pipeline)), ("srin version", __version__),
-                 ("images", f"{len(review.rows)} harmonized in this run into {out}/, {report.skipped} skipped "
-                            f"(already there; not shown), {len(report.failures)} failed")]
-        write_review(page, review, f"srin harmonize: {out}", about, report.failures)
+                 (what, f"{len(review.rows)} harmonized in this run into {out}/, {report.skipped} skipped "
+                        f"(already there; not shown), {len(report.failures)} failed")]
+        write_review(page, review, f"srin {command}: {out}", about, report.failures)
 
 
 def print_outcome(report, written: list[str], out: Path, as_json: bool, quiet: bool, what: str = "images",
