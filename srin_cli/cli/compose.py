@@ -6,13 +6,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..limits import MAX_BATCH
 from .common import (Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings,
                      resolve_device)
 from .harmonize import print_outcome, write_review_files
-from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt,
-                      ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt, ReviewOpt, SegmenterChoice, ShardOpt,
-                      segmenter_options)
+from .options import (DEFAULT_MAX_PIXELS, OUTPUT, BatchOpt, CheckpointOpt, DeviceOpt, FormatOpt, MaxChromaLossOpt,
+                      MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt,
+                      ReviewJsonOpt, ReviewOpt, segmenter_options, SegmenterChoice, ShardOpt)
 
 PLACE = "Placement"
 
@@ -42,7 +41,7 @@ def compose(
     only: Annotated[Optional[str], typer.Option("--only", parser=_only, metavar="composite", show_default=False, help="composite: write the composites and masks only, without harmonizing (no model is loaded).", rich_help_panel=OUTPUT)] = None,
     method: MethodOpt = "model",
     model: ModelOpt = "default",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint from srin train (overrides --model).", rich_help_panel=MODEL)] = None,
+    checkpoint: CheckpointOpt = None,
     segmenter: SegmenterChoice = None,
     fmt: FormatOpt = "png",
     quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs (1-100; png is lossless; masks are always png).", rich_help_panel=OUTPUT)] = 95,
@@ -51,8 +50,8 @@ def compose(
     numbers: NumbersOpt = None,
     shard_spec: ShardOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that read, compose and segment ahead of the model (0: inline).")] = 2,
-    batch: Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH, help=f"Composites per network pass, 1-{MAX_BATCH} (results do not depend on it; each adds about 60 MB of memory).")] = 8,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths, with each harmonized image's colour change.", rich_help_panel=OUTPUT)] = False,
+    batch: BatchOpt = 8,
+    as_json: ReviewJsonOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device.auto,
     backend: NetworkBackendOpt = "auto",

@@ -6,11 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..limits import MAX_BATCH
 from .common import (Device, err_console, failure_printer, handled_errors, make_progress, mask_warnings, print_failures,
                      resolve_device)
-from .options import (DEFAULT_MAX_PIXELS, MODEL, DeviceOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt,
-                      QuietOpt, SegmenterChoice, segmenter_options)
+from .options import (DEFAULT_MAX_PIXELS, MODEL, BatchOpt, DeviceOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt,
+                      ModelOpt, NetworkBackendOpt, QuietOpt, segmenter_options, SegmenterChoice)
 
 GATE = "Quality gate and report"
 
@@ -38,7 +37,7 @@ def evaluate(
     backend: NetworkBackendOpt = "auto",
     max_chroma_loss: MaxChromaLossOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
-    batch: Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH, help=f"Composites per network pass, 1-{MAX_BATCH} (results do not depend on it; each adds about 60 MB of memory).")] = 8,
+    batch: BatchOpt = 8,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:

@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InputError
-from ..limits import MAX_BATCH
 from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, mask_warnings,
                      print_failures, print_path, resolve_device)
-from .options import (DEFAULT_MAX_PIXELS, MODEL, OUTPUT, DeviceOpt, FormatOpt, MaskSuffixOpt, MatchOpt, MaxChromaLossOpt,
-                      MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt, RecursiveOpt,
-                      ReviewOpt, SegmenterChoice, ShardOpt, segmenter_options)
+from .options import (DEFAULT_MAX_PIXELS, OUTPUT, BatchOpt, CheckpointOpt, DeviceOpt, FormatOpt, MaskSuffixOpt,
+                      MatchOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, NumbersOpt,
+                      OverwriteOpt, QuietOpt, RecursiveOpt, ReviewJsonOpt, ReviewOpt, segmenter_options,
+                      SegmenterChoice, ShardOpt)
 
 
 def resolve_layout(inputs: list[Path], masks: Path | None) -> tuple[list[Path], Path]:
@@ -38,7 +38,7 @@ def harmonize(
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Semantic maps folder (from srin segment): maps are read from it; missing ones are computed and saved there.")] = None,
     method: MethodOpt = "model",
     model: ModelOpt = "default",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint from srin train (overrides --model).", rich_help_panel=MODEL)] = None,
+    checkpoint: CheckpointOpt = None,
     fmt: FormatOpt = "png",
     quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs (1-100; png is lossless).", rich_help_panel=OUTPUT)] = 95,
     suffix: Annotated[str, typer.Option(help="Appended to output names (before the extension).", rich_help_panel=OUTPUT)] = "",
@@ -49,8 +49,8 @@ def harmonize(
     overwrite: OverwriteOpt = False,
     shard_spec: ShardOpt = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads that decode and segment ahead of the model (0: inline).")] = 2,
-    batch: Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH, help=f"Composites per network pass, 1-{MAX_BATCH} (results do not depend on it; each adds about 60 MB of memory).")] = 8,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths, with each harmonized image's colour change.", rich_help_panel=OUTPUT)] = False,
+    batch: BatchOpt = 8,
+    as_json: ReviewJsonOpt = False,
     review_page: ReviewOpt = None,
     numbers: NumbersOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..limits import DEFAULT_MAX_PIXELS
+from ..limits import DEFAULT_MAX_PIXELS, MAX_BATCH
 from ..registry import (DEFAULT_SEGMENTER, GATE_TARGETS, LOSSES, MATCH_RULES, METHODS, MODELS, NETWORK_BACKENDS, NORMS, OUTPUT_FORMATS,
                         SEGMENTER_OPTIONS, SEGMENTERS, SPLITS, TRAIN_ONLY, Registry, segmenter_kwargs)
 from .common import Device, fail
@@ -61,6 +61,9 @@ RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-
 MatchOpt = Annotated[str, registry_option(MATCH_RULES, help="Mask pairing rule")]
 FormatOpt = Annotated[str, registry_option(OUTPUT_FORMATS, "--format", help="Output format", rich_help_panel=OUTPUT)]
 MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images (and masks, maps) larger than this many pixels, from their header, before decoding them (peak memory grows with the pixel count: see the README).")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option(help="A .pt checkpoint from srin train (overrides --model).", rich_help_panel=MODEL)]
+BatchOpt = Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH, help=f"Composites per network pass, 1-{MAX_BATCH} (results do not depend on it; each adds about 60 MB of memory).")]
+ReviewJsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths, with each harmonized image's colour change.", rich_help_panel=OUTPUT)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the written paths.", rich_help_panel=OUTPUT)]
 MapsOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Maps folder: NAME.png label maps (16-bit) + preview/NAME.png.")]
 SegmentWorkersOpt = Annotated[int, typer.Option(min=0, help="Threads that decode and segment images (0: inline). sam and sam2 use "
