@@ -1,7 +1,7 @@
 """Issue 16, hardening round two: nothing written where it must not be, bounded memory, damaged weights refused.
 
 One test per failure the adversarial pass found, small and fast: large images are header-only or sparse,
-memory is measured in a subprocess. The README's Reliability table lists these cases with their results.
+memory is measured in a subprocess. docs/reliability.md lists these cases with their results.
 """
 from __future__ import annotations
 
@@ -391,7 +391,7 @@ def test_format_same_warns_that_lossy_backgrounds_are_not_bit_exact(tmp_path, ti
     assert r.stdout.splitlines() == [str(tmp_path / "jpg" / n) for n in ("img_000_1.jpg", "img_001_1.png")]
 
 
-# ---------------------------------------------------------------- the wider pass (README, Reliability)
+# ---------------------------------------------------------------- the wider pass (docs/reliability.md)
 
 
 def test_wider_pass_folders_symlinks_and_dot(tmp_path, tiny_checkpoint, monkeypatch):

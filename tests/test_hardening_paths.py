@@ -1,7 +1,7 @@
 """Hardening, round three: no output name out of -o, no quality gate that cannot fail, no silent failure,
 no file written outside what was named.
 
-One small fast test per case the adversarial pass found; the README's Reliability table lists them.
+One small fast test per case the adversarial pass found; docs/reliability.md lists them.
 """
 from __future__ import annotations
 
