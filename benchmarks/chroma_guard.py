@@ -2,7 +2,7 @@
 
     python benchmarks/chroma_guard.py default [--set objects_val] [--cap 2,0 0,0.3 ...] [--floor 1 2 ...] [--cut 8] [--limit N]
 
-The issue's greying check counts composites whose foreground loses more than 2 chroma units. The bluntest fix is a
+The greying check (targets.py's lose>2) counts composites whose foreground loses more than 2 chroma units. The bluntest fix is a
 cap at inference: where the output's foreground chroma (``targets.chroma``) is below the composite's by more than
 ``t + r x`` the composite's chroma, blend the output back toward the composite (output = composite + k (output -
 composite), k found by a few secant steps) until it is not. For each ``--cap t,r`` this prints the set's fMSE, %

@@ -1,4 +1,4 @@
-"""Issue 16, hardening round two: nothing written where it must not be, bounded memory, damaged weights refused.
+"""Hardening: nothing written where it must not be, bounded memory, damaged weights refused.
 
 One test per failure the adversarial pass found, small and fast: large images are header-only or sparse,
 memory is measured in a subprocess. docs/reliability.md lists these cases with their results.
@@ -69,7 +69,7 @@ def test_maps_or_output_overlapping_an_input_folder_is_refused(tmp_path, tiny_ch
     comps, masks = root / "composite_images", root / "masks"
     before = tree(tmp_path)
     cases = [
-        (["--maps", masks, "-o", tmp_path / "out"], "refusing to write into the input folder"),  # the issue's case
+        (["--maps", masks, "-o", tmp_path / "out"], "refusing to write into the input folder"),  # the case found: --maps inside the input folder
         (["--maps", comps, "-o", tmp_path / "out"], "refusing to write into the input folder"),
         (["--maps", masks / "sub", "-o", tmp_path / "out"], "lies inside the masks folder"),
         (["--maps", tmp_path / "out", "-o", tmp_path / "out"], "refusing to write into the input folder"),
@@ -142,7 +142,7 @@ print((after - before) * 1024, mask.shape, float(mask[150, 200]), float(mask[5, 
 @pytest.mark.parametrize("ext", [".png", ".jpg"])
 def test_a_huge_mask_beside_a_small_image_is_decoded_small(tmp_path, ext):
     """An 8000x6000 mask for a 400x300 image: at most ~2 bytes per mask pixel (the 8-bit decode; JPEG: less), not
-    the float32 copies at the mask's size that cost the issue's 9.4 GB."""
+    the float32 copies at the mask's size that cost 9.4 GB."""
     m = np.zeros((6000, 8000), np.uint8)
     m[1500:4500, 2000:6000] = 255
     path = tmp_path / f"m{ext}"

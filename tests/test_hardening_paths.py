@@ -196,7 +196,7 @@ def test_rgba_masks_are_read_from_the_channel_that_holds_the_mask(tmp_path):
         box[10:30, 12:40] = 255
         near_opaque = rng.integers(217, 256, box.shape)  # an editor's almost flat alpha
         cases = {
-            "rgb_in_rgb": (_rgba(box, near_opaque), box, False),  # the case: the RGB is the mask
+            "rgb_in_rgb": (_rgba(box, near_opaque), box, False),  # a near-opaque alpha over a black-and-white RGB: the RGB is the mask
             "opaque": (_rgba(box, np.full(box.shape, 255)), box, False),
             "cut_out": (_rgba(rng.integers(0, 256, box.shape), box), box, False),  # a photo cut out: alpha
             "alpha_only": (_rgba(np.zeros(box.shape), box), box, False),
