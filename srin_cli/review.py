@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .data.io import shrink_to
+
 NUMBERS = ("delta_e", "chroma_change", "lightness_change")
 PICTURES = 100  # pairs shown as pictures (about 5 MB of page); the table lists every image
 THUMB = 256  # longest side of a picture on the page
@@ -93,9 +95,7 @@ class Review:
 
 
 def _data_uri(image: np.ndarray) -> str:
-    h, w = image.shape[:2]
-    s = min(1.0, THUMB / max(h, w))
-    small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else image
+    small = shrink_to(image, THUMB)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
 
