@@ -249,8 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     rows = measure(args.models, args.data, sets, args.limit, args.device, jpeg=args.jpeg)
     print(markdown_table(rows, sets))
-    legend = {"obj": "objects_val", "lm": "labelme_val", "lit": "lighting_val", "rc": "real_composites", "div": "real_composites_diverse"}
-    print("\n" + "; ".join(f"{k} = {v}" for k, v in legend.items() if v in sets)
+    print("\n" + "; ".join(f"{short} = {name}" for name, short in SHORT.items() if name in sets)
           + ". harm: fMSE when the real photo is the input; worse%: pairs with output fMSE above the composite's;"
           " bias: output - real fg chroma; dC: output - composite fg chroma; lose>2%: images with dC < -2.")
     if args.losses and any(s in UNPAIRED_SETS for s in sets):
