@@ -138,13 +138,18 @@ def score_items(items: list[Item], pipeline: Pipeline | None, predictions: Path 
 
 # ---------------------------------------------------------------- CSVs
 
+def rounded(row: dict) -> dict:
+    """Floats at 4 decimals (CSV, JSON)."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+
+
 def write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    """Floats rounded to 4 decimals; written atomically."""
+    """Floats rounded to 4 decimals (:func:`rounded`); written atomically."""
     with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+            w.writerow(rounded(r))
 
 
 def write_csvs(out: Path, scores: Scores) -> tuple[Path, Path]:

@@ -61,11 +61,6 @@ def change_numbers(composite: np.ndarray, harmonized: np.ndarray, mask: np.ndarr
             "lightness_change": float((lab_after[:, 0] - lab_before[:, 0]).mean())}
 
 
-def rounded(row: dict) -> dict:
-    """Floats at 4 decimals (JSON, CSV)."""
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-
-
 class Review:
     """The rows of a batch (the caller's fields + :data:`NUMBERS`), in the order measured, and with
     ``pictures`` the composite | harmonized | mask thumbnails of the ``keep`` most changed ones (JPEG data URIs:
@@ -98,13 +93,6 @@ def _data_uri(image: np.ndarray) -> str:
     small = shrink_to(image, THUMB)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
-
-
-def write_numbers(path: Path, fields: list[str], rows: list[dict]) -> None:
-    """The rows as a CSV (fixed header ``fields``, floats at 4 decimals), written atomically."""
-    from .evaluation import write_csv
-
-    write_csv(path, fields, rows)
 
 
 _CSS = """body{font-family:sans-serif;margin:1em 2em}table{border-collapse:collapse}

@@ -8,7 +8,7 @@ import typer
 
 from .common import (Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings,
                      resolve_device)
-from .harmonize import print_outcome, write_review_files
+from .harmonize import _rounded, print_outcome, write_review_files
 from .options import (DEFAULT_MAX_PIXELS, OUTPUT, BatchOpt, CheckpointOpt, DeviceOpt, FormatOpt, MaxChromaLossOpt,
                       MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt,
                       ReviewJsonOpt, ReviewOpt, segmenter_options, SegmenterChoice, ShardOpt)
@@ -88,12 +88,6 @@ def compose(
                   images=[_rounded(r) for r in review.rows] if review is not None and as_json else None)
     allow_quick_exit()
     raise typer.Exit(outcome.exit_code)
-
-
-def _rounded(row: dict) -> dict:
-    from ..review import rounded
-
-    return rounded(row)
 
 
 def _placement(at: str | None, height: str | None, cutout_scale: float | None, harmonizing: bool,

@@ -173,7 +173,7 @@ HARMONIZE_FIELDS = ["name", "composite", "harmonized", "delta_e", "chroma_change
 
 
 def _rounded(row: dict) -> dict:
-    from ..review import rounded
+    from ..evaluation import rounded
 
     return rounded(row)
 
@@ -184,11 +184,12 @@ def write_review_files(review, page: Path | None, numbers: Path | None, out: Pat
     """The review page (--report) and the numbers' CSV (--numbers) of the images harmonized in this run (harmonize,
     compose: ``fields`` are the CSV's columns, ``what`` the word for the items on the page)."""
     from .. import __version__
-    from ..review import write_numbers, write_review
+    from ..evaluation import write_csv
+    from ..review import write_review
     from .predictor import made_by
 
     if numbers is not None:
-        write_numbers(numbers, fields, review.rows)
+        write_csv(numbers, fields, review.rows)
     if page is not None:
         about = [("made by", made_by(method, model, checkpoint, pipeline)), ("srin version", __version__),
                  (what, f"{len(review.rows)} harmonized in this run into {out}/, {report.skipped} skipped "
