@@ -151,15 +151,18 @@ def _check_options(options: dict, known: set[str], where: str) -> None:
             raise ValueError(f"{where}: unknown option {key!r}" + (" (given on the command line, not in a recipe)"
                                                                    if key in RUN_KEYS else ""))
         default = getattr(defaults, key)
-        ok = (isinstance(value, bool) if isinstance(default, bool) else
-              isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-              if isinstance(default, float) else
-              isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int) else
-              isinstance(value, list) if isinstance(default, list) else isinstance(value, str))
-        if default is None:  # optional fields (e.g. seed offsets): any scalar
-            ok = isinstance(value, (int, float, str))
-        if not ok:
+        if not _same_type(value, default):
             raise ValueError(f"{where}: {key} = {value!r} has the wrong type (like {default!r})")
+
+
+def _same_type(value, default) -> bool:
+    """``value`` is of the type of an option whose default is ``default`` (a bool, int, float, str or list: the
+    fields a recipe may set have no None default); an integer is a float too, a bool is no number."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, type(default))
 
 
 def average_checkpoints(paths: list[Path]):
