@@ -139,6 +139,7 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
     inference = raw.get("inference", {})
     if set(inference) - INFERENCE_KEYS:
         raise ValueError(f"{where} [inference]: unknown keys {sorted(set(inference) - INFERENCE_KEYS)}")
+    _check_inference(inference, where)
     return Recipe(raw["name"], raw["version"], raw.get("description", ""), tuple(stages), dict(inference), text)
 
 
@@ -163,6 +164,19 @@ def _same_type(value, default) -> bool:
     if isinstance(default, float):
         return isinstance(value, (int, float)) and math.isfinite(value)
     return isinstance(value, type(default))
+
+
+def _check_inference(inference: dict, where: str) -> None:
+    """The [inference] switches by the rules a checkpoint's config is loaded by, so a bad value is refused before
+    the first stage, not found in the finished model."""
+    from ..errors import CheckpointError
+    from ..model_config import check_config
+
+    for key, value in inference.items():
+        try:  # check_config asks for an image_size: any valid one
+            check_config({key: value, "image_size": 128}, where, known=(key, "image_size"))
+        except CheckpointError:
+            raise ValueError(f"{where} [inference]: {key} = {value!r} is not a valid value") from None
 
 
 def average_checkpoints(paths: list[Path]):
