@@ -153,3 +153,16 @@ def test_relight_keeps_the_background_and_changes_the_light():
     assert np.array_equal(comp[mask == 0], image[mask == 0])
     again, _, _ = synthesize(image, mask, lambda: None, np.random.default_rng(2), methods=("relight",))
     assert np.array_equal(comp, again)
+
+
+def test_only_one_architectures_checkpoints_average(tmp_path):
+    """A soup of two networks of different widths, or one gated and one not, is refused (their weights have no mean)."""
+    from srin_cli.build import build_model, save_checkpoint
+    from srin_cli.training.recipes import average_checkpoints
+
+    save_checkpoint(tmp_path / "a.pt", build_model("srin", widths=(4, 8), norm_levels=(0,), image_size=32, gate=True))
+    others = {"wider": {"widths": (4, 12), "gate": True}, "no_gate": {"widths": (4, 8), "gate": False}}
+    for name, arch in others.items():
+        save_checkpoint(tmp_path / f"{name}.pt", build_model("srin", norm_levels=(0,), image_size=32, **arch))
+        with pytest.raises(ValueError, match="another architecture"):
+            average_checkpoints([tmp_path / "a.pt", tmp_path / f"{name}.pt"])
