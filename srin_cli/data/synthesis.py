@@ -267,8 +267,17 @@ def _retouch(pixels: _FloatArray, fg_index: np.ndarray, ref: _FloatArray, rng: n
     gamma = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
     saturation = rng.uniform(0.3, 1.8)
     x = np.clip(pixels * (exposure * gains).astype(np.float32), 0.0, 1.0) ** np.float32(gamma)
+    return _saturate(x, saturation)
+
+
+def _saturate(x: _FloatArray, factor: float) -> _FloatArray:
+    """Each pixel's chroma about its grey (Rec. 601 luma) scaled by ``factor``."""
     grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return grey[:, None] + np.float32(saturation) * (x - grey[:, None])
+    return grey[:, None] + np.float32(factor) * (x - grey[:, None])
+
+
+#: linear RGB's luminance weights (Rec. 709 / sRGB primaries)
+_LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 
 
 def _kelvin_rgb(kelvin: float) -> np.ndarray:
@@ -276,7 +285,7 @@ def _kelvin_rgb(kelvin: float) -> np.ndarray:
     peaks of sRGB's primaries), scaled so its luminance is 1."""
     wavelengths = np.array([610e-9, 550e-9, 465e-9])
     radiance = 1.0 / (wavelengths ** 5 * (np.exp(1.4388e-2 / (wavelengths * kelvin)) - 1.0))
-    return radiance / float(radiance @ np.array([0.2126, 0.7152, 0.0722]))
+    return radiance / float(radiance @ _LUMINANCE)
 
 
 def _srgb_decode(x: _FloatArray) -> _FloatArray:
@@ -299,14 +308,13 @@ def _relight(pixels: _FloatArray, fg_index: np.ndarray, ref: _FloatArray, rng: n
     kelvin = float(np.exp(rng.uniform(np.log(2500.0), np.log(12000.0))))
     gains = _kelvin_rgb(kelvin) / _kelvin_rgb(6500.0)
     gains[1] *= 1.0 + rng.uniform(-0.08, 0.08)
-    gains /= float(gains @ np.array([0.2126, 0.7152, 0.0722]))
+    gains /= float(gains @ _LUMINANCE)
     exposure = 2.0 ** rng.uniform(-1.5, 1.5)
     x = _srgb_encode(_srgb_decode(pixels) * (exposure * gains).astype(np.float32))
     x = x ** np.float32(np.exp(rng.uniform(np.log(0.75), np.log(1.3))))
     mean = x[fg_index].mean(axis=0)
     x = mean + np.float32(rng.uniform(0.75, 1.35)) * (x - mean)
-    grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return grey[:, None] + np.float32(rng.uniform(0.8, 1.25)) * (x - grey[:, None])
+    return _saturate(x, rng.uniform(0.8, 1.25))
 
 
 _Transfer = Callable[[_FloatArray, np.ndarray, _FloatArray, np.random.Generator], _FloatArray]
