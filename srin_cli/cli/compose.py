@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings,
-                     resolve_device)
+from .common import Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings
 from .harmonize import _rounded, print_outcome, write_review_files
 from .options import (DEFAULT_MAX_PIXELS, OUTPUT, BatchOpt, CheckpointOpt, DeviceOpt, FormatOpt, MaxChromaLossOpt,
                       MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt,
@@ -161,10 +160,8 @@ def _pipeline(method: str, model: str, checkpoint: Path | None, device: Device, 
               quiet: bool):
     from .predictor import make_pipeline
 
-    dev = resolve_device(device)
-    return make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
-                         lambda name: segmenter.kwargs(name, dev), batch=1 if single else batch, workers=workers,
-                         single=single, quiet=quiet)
+    return make_pipeline(method, model, checkpoint, device, backend, max_chroma_loss, segmenter,
+                         batch=1 if single else batch, workers=workers, single=single, quiet=quiet)
 
 
 def _compose_all(pipeline, items, output, written: list[str], review, single: bool, workers: int, as_json: bool,

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (Device, err_console, failure_printer, handled_errors, make_progress, mask_warnings, print_failures,
-                     resolve_device)
+from .common import Device, err_console, failure_printer, handled_errors, make_progress, mask_warnings, print_failures
 from .options import (DEFAULT_MAX_PIXELS, MODEL, BatchOpt, DeviceOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt,
                       ModelOpt, NetworkBackendOpt, QuietOpt, segmenter_options, SegmenterChoice)
 
@@ -57,9 +56,8 @@ def evaluate(
         _check_folders(dataset, out, maps, predictions, report, max_chroma_loss)
         pipeline = None
         if predictions is None:
-            dev = resolve_device(device)
-            pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
-                                     lambda name: segmenter.kwargs(name, dev), maps, batch, workers, quiet=quiet)
+            pipeline = make_pipeline(method, model, checkpoint, device, backend, max_chroma_loss, segmenter, maps, batch,
+                                     workers, quiet=quiet)
         _prepare_outputs(out, maps if predictions is None else None, report, items)
         with make_progress(quiet) as progress:
             scores = score_items(items, pipeline, predictions, size or None, report is not None, progress,

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import InputError
 from .common import (Device, allow_quick_exit, err_console, failure_printer, handled_errors, make_progress, mask_warnings,
-                     print_failures, print_path, resolve_device)
+                     print_failures, print_path)
 from .options import (DEFAULT_MAX_PIXELS, OUTPUT, BatchOpt, CheckpointOpt, DeviceOpt, FormatOpt, MaskSuffixOpt,
                       MatchOpt, MaxChromaLossOpt, MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, NumbersOpt,
                       OverwriteOpt, QuietOpt, RecursiveOpt, ReviewJsonOpt, ReviewOpt, segmenter_options,
@@ -73,10 +73,8 @@ def harmonize(
         mask_warnings(quiet)
         reports = [(option, p) for option, p in (("--report", review_page), ("--numbers", numbers)) if p is not None]
         items = _paired_items(inputs, masks, out, maps, reports, recursive, match, mask_suffix, suffix, shard_spec)
-        dev = resolve_device(device)
-        pipeline = make_pipeline(method, model, checkpoint, dev, backend, max_chroma_loss, segmenter.name,
-                                 lambda name: segmenter.kwargs(name, dev), maps, batch, workers,
-                                 single=len(items) == 1, quiet=quiet)
+        pipeline = make_pipeline(method, model, checkpoint, device, backend, max_chroma_loss, segmenter, maps, batch,
+                                 workers, single=len(items) == 1, quiet=quiet)
         _prepare_outputs(out, maps, reports, items, fmt, suffix)
         if fmt == "same" and not quiet:
             _warn_lossy(items)
