@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import Device, allow_quick_exit, fail, failure_printer, handled_errors, make_progress, mask_warnings
-from .harmonize import _rounded, print_outcome, write_review_files
+from .harmonize import _review, _rounded, print_outcome, write_review_files
 from .options import (DEFAULT_MAX_PIXELS, OUTPUT, BatchOpt, CheckpointOpt, DeviceOpt, FormatOpt, MaxChromaLossOpt,
                       MaxPixelsOpt, MethodOpt, ModelOpt, NetworkBackendOpt, NumbersOpt, OverwriteOpt, QuietOpt,
                       ReviewJsonOpt, ReviewOpt, segmenter_options, SegmenterChoice, ShardOpt)
@@ -147,12 +147,6 @@ def _prepare_outputs(output, folders: list, reports: list, items) -> None:
         refuse_file_as_folder(p.parent, option)
         check_writable(p.parent, option)
     clean_stale_temp([t for i in items if i.error is None for t in output_files(i, output)] + [p for _, p in reports])
-
-
-def _review(report: Path | None):
-    from ..review import Review
-
-    return Review(pictures=report is not None)
 
 
 def _pipeline(method: str, model: str, checkpoint: Path | None, device: Device, backend: str,
