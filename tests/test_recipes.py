@@ -127,6 +127,9 @@ def test_training_options_beside_a_recipe_are_refused(tmp_path, tiny_train):
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ndata = "elsewhere"\n', "command line"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[[stages]]\nname = "b"\naverage = ["a", "c"]\n', "averages"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[inference]\ngate_bias = "low"\n', "gate_bias = 'low'"),
+    ('name = "x"\nversion = 1\nstages = [1]\n', "list of tables"),
+    ('name = "x"\nversion = 1\noptions = 3\n[[stages]]\nname = "a"\nepochs = 1\n', "are tables"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[[stages]]\nname = "b"\naverage = "a"\n', "averages"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[inference]\nflip_average = 1\n', "flip_average = 1"),
 ])
 def test_bad_recipes_are_refused_by_name(bad, message):

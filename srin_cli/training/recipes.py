@@ -109,20 +109,23 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
         raise ValueError(f"{where}: unknown keys {sorted(unknown_top)}")
     if not isinstance(raw.get("name"), str) or not isinstance(raw.get("version"), int):
         raise ValueError(f"{where}: needs a name (text) and a version (integer)")
-    shared = raw.get("options", {})
+    shared, entries, inference = raw.get("options", {}), raw.get("stages", []), raw.get("inference", {})
+    if not (isinstance(shared, dict) and isinstance(inference, dict) and isinstance(entries, list)
+            and all(isinstance(e, dict) for e in entries)):
+        raise ValueError(f"{where}: [options] and [inference] are tables, [[stages]] a list of tables")
     _check_options(shared, known, f"{where} [options]")
     stages: list[Stage] = []
-    for i, entry in enumerate(raw.get("stages", [])):
+    for i, entry in enumerate(entries):
         name = entry.get("name")
         if not isinstance(name, str) or not name.isidentifier() or name in {s.name for s in stages}:
             raise ValueError(f"{where}: stage {i + 1} needs a name of its own (letters, digits, _)")
-        average = tuple(entry.get("average", ()))
+        average = entry.get("average", [])
         options = {k: v for k, v in entry.items() if k not in STAGE_KEYS}
         if average:
-            missing = [a for a in average if a not in {s.name for s in stages}]
+            missing = [a for a in average if a not in {s.name for s in stages}] if isinstance(average, list) else True
             if options or missing or len(average) < 2:
                 raise ValueError(f"{where}: stage {name!r} averages two or more earlier stages and sets nothing else")
-            stages.append(Stage(name, {}, average))
+            stages.append(Stage(name, {}, tuple(average)))
             continue
         _check_options(options, known, f"{where} stage {name!r}")
         merged = {**shared, **options}
@@ -136,7 +139,6 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
         stages.append(Stage(name, merged))
     if not stages:
         raise ValueError(f"{where}: no stages")
-    inference = raw.get("inference", {})
     if set(inference) - INFERENCE_KEYS:
         raise ValueError(f"{where} [inference]: unknown keys {sorted(set(inference) - INFERENCE_KEYS)}")
     _check_inference(inference, where)
