@@ -101,7 +101,7 @@ def load_recipe(name_or_path: str) -> Recipe:
 
 def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
     """Check a recipe's structure and every option name and value type against TrainConfig."""
-    from .loop import TrainConfig
+    from .config import TrainConfig
 
     known = {f.name for f in fields(TrainConfig)} - RUN_KEYS
     unknown_top = set(raw) - {"name", "version", "description", "options", "stages", "inference"}
@@ -146,7 +146,7 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
 
 
 def _check_options(options: dict, known: set[str], where: str) -> None:
-    from .loop import TrainConfig
+    from .config import TrainConfig
 
     defaults = TrainConfig(data="", out="")
     for key, value in options.items():
