@@ -98,8 +98,7 @@ def compose(cutout, background, at: tuple[Number, Number] = DEFAULT_AT, height: 
     """
     if isinstance(cutout, (str, os.PathLike)):
         name = name or str(cutout)
-        cutout = read_cutout(cutout, mask if isinstance(mask, (str, os.PathLike)) else None)
-        mask = None if isinstance(mask, (str, os.PathLike)) else mask
+        cutout = read_cutout(cutout)  # a mask (array or file) replaces its alpha in _split
     name = name or "the cut-out"
     if isinstance(background, (str, os.PathLike)):
         from .data.io import read_image
@@ -390,8 +389,8 @@ def _load_job(item: ComposeItem, output: ComposeOutput, pipeline, cutout: Callab
             raise UsageError(f"{target} is one of this composite's inputs; choose another -o/--out")
     if not output.overwrite and all(t.exists() for t in targets):
         return ComposeJob(targets)
-    image, mask = compose(cutout(item.cutout, item.mask), item.background, item.at, item.height,
-                          item.scale, name=str(item.cutout))
+    image, mask = compose(cutout(item.cutout), item.background, item.at, item.height, item.scale,
+                          mask=item.mask, name=str(item.cutout))
     job = ComposeJob(targets, image, mask)
     if pipeline is not None:
         job.composite = pipeline.open(item.name, image, mask)

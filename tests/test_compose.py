@@ -134,6 +134,20 @@ def test_api_takes_paths(tmp_path, scene):
     assert srin.read_cutout(cut).shape == (52, 32, 4)
 
 
+def test_a_mask_file_white_everywhere_is_the_whole_cutout(tmp_path, scene):
+    """An object that fills its whole image: an all-white mask file is the mask, not a missing transparency."""
+    photo = _save(tmp_path / "photo.png", bottle()[..., :3])
+    white = _save(tmp_path / "white.png", np.full(bottle().shape[:2], 255, np.uint8))
+    black = _save(tmp_path / "black.png", np.zeros(bottle().shape[:2], np.uint8))
+    _, mask = srin.compose(photo, scene, at=(40, 100), scale=1.0, mask=white)
+    assert mask.sum() == bottle().shape[0] * bottle().shape[1]
+    with pytest.raises(InputError, match="the mask is empty"):
+        srin.compose(photo, scene, mask=black)
+    r = run("compose", photo, _save(tmp_path / "scene.png", scene), "--mask", white, "--only", "composite",
+            "-o", tmp_path / "out", "--at", "40,100", "--cutout-scale", "1")
+    assert r.exit_code == 0, r.output
+
+
 def test_one_pair_writes_three_files_that_harmonize_reads_back(tmp_path, scene, tiny_checkpoint):
     cut = _save(tmp_path / "in" / "bottle.png", bottle())
     bg = _save(tmp_path / "in" / "kitchen.png", scene)
