@@ -79,9 +79,11 @@ def test_tiny_recipe_end_to_end_and_resumed(tmp_path, tiny_train):
     assert torch.allclose(model.state_dict()[name].double(), expected, atol=1e-6)
     # the same command again: every stage is done, nothing is trained again, the model is the same
     before = (out / "second" / "model.pt").read_bytes()
+    final = (out / "model.pt").read_bytes()
     again = _train(tiny_train, out, recipe)
     assert again.exit_code == 0, again.output
     assert (out / "second" / "model.pt").read_bytes() == before
+    assert (out / "model.pt").read_bytes() == final  # not written again
     assert "stage first: done" in (out / "recipe_log.txt").read_text()
 
 
@@ -124,6 +126,8 @@ def test_training_options_beside_a_recipe_are_refused(tmp_path, tiny_train):
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nlr = "fast"\n', "wrong type"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\n', "needs epochs"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nimage_size = 100\n', "multiple of 16"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ngate = true\nunroll = true\n', "--unroll needs --second-pass"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nnorm_levels = [5]\n', "norm-levels must lie"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ndata = "elsewhere"\n', "command line"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[[stages]]\nname = "b"\naverage = ["a", "c"]\n', "averages"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[inference]\ngate_bias = "low"\n', "gate_bias = 'low'"),

@@ -89,12 +89,8 @@ def train_config(params: dict, segmenter: SegmenterChoice):
     out, data, val, resume = p["out"], p["data"], p["val"] or [], p["resume"]
     if p["loss"] is None:  # --loss itself is checked by its option; a run folder's config.json is checked here
         p["loss"] = LOSSES.check((saved_loss(out) if resume else None) or "fn-l1")
-    if p["image_size"] % 16:
-        raise ValueError(f"--image-size must be a multiple of 16, got {p['image_size']}")
     p["widths"], p["norm_levels"] = _int_list("--widths", p["widths"]), _int_list("--norm-levels", p["norm_levels"])
-    if not p["norm_levels"] or any(not 0 <= lv < len(p["widths"]) for lv in p["norm_levels"]):
-        raise ValueError(f"--norm-levels must lie in 0..{len(p['widths']) - 1}, got {params['norm_levels']!r}")
-    _check_combinations(p["init"], p["gate"], p["train_only"], p["second_pass"], p["unroll"], resume)
+    _check_init(p["init"])
     _check_run_folder(out, data, val, p["maps"])
     device = resolve_device(p["device"])
     p.update(data=_one_or_list(data), out=str(out), val=_one_or_list(val) if val else None, device=device,
@@ -102,25 +98,19 @@ def train_config(params: dict, segmenter: SegmenterChoice):
              segmenter=segmenter.name,
              segmenter_options={k: str(v) if isinstance(v, Path) else v  # config.json holds text
                                 for k, v in segmenter.kwargs(device=device).items()})
-    return TrainConfig(**{f.name: p[f.name] for f in fields(TrainConfig) if f.name in p})
+    cfg = TrainConfig(**{f.name: p[f.name] for f in fields(TrainConfig) if f.name in p}).check()
+    if cfg.train_only == "gate" and cfg.init is None and not resume:
+        raise ValueError("--train-only gate needs --init: a trained model whose colour transform stays as it is")
+    return cfg
 
 
 def _one_or_list(paths: list[Path]) -> str | list[str]:
     return [str(d) for d in paths] if len(paths) > 1 else str(paths[0])
 
 
-def _check_combinations(init: Path | None, gate: bool, train_only: str, second_pass: float, unroll: bool,
-                        resume: bool) -> None:
+def _check_init(init: Path | None) -> None:
     if init is not None and not init.is_file():
         raise ValueError(f"--init {init}: no such checkpoint")
-    if train_only == "gate" and not gate:
-        raise ValueError("--train-only gate needs --gate (a model with a gate)")
-    if second_pass > 0 and not gate:
-        raise ValueError("--second-pass needs --gate (the second look is a gated model's)")
-    if unroll and second_pass == 0:
-        raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
-    if train_only == "gate" and init is None and not resume:
-        raise ValueError("--train-only gate needs --init: a trained model whose colour transform stays as it is")
 
 
 #: the options a recipe run takes from the command line; every other training option belongs to the recipe
@@ -139,8 +129,7 @@ def _train_recipe(ctx: typer.Context, recipe: Optional[str], from_stage: Optiona
                    and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP"))
     if given:
         raise ValueError(f"{', '.join(given)}: set by the recipe (copy its .toml file, edit it and pass its path)")
-    if init is not None and not init.is_file():
-        raise ValueError(f"--init {init}: no such checkpoint")
+    _check_init(init)
     plan = load_recipe(recipe)
     _check_run_folder(out, data, val or [], maps)
     run_config = {"data": _one_or_list(data), "val": _one_or_list(val) if val else None,

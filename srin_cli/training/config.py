@@ -59,6 +59,23 @@ class TrainConfig:
     # trained as one; off: the first step is a fixed input of the second look)
     unroll: bool = False
 
+    def check(self) -> "TrainConfig":
+        """Refuse values and combinations no training can use (ValueError naming the option as srin train does);
+        ``srin train`` and every recipe stage check here before anything trains."""
+        if self.image_size % 16 or not 32 <= self.image_size <= 1024:
+            raise ValueError(f"--image-size must be a multiple of 16 in 32-1024, got {self.image_size}")
+        if not self.norm_levels or any(not 0 <= lv < len(self.widths) for lv in self.norm_levels):
+            raise ValueError(f"--norm-levels must lie in 0..{len(self.widths) - 1}, got {self.norm_levels}")
+        if self.lr < 0:
+            raise ValueError(f"--lr must be 0 or more, got {self.lr}")
+        if self.train_only == "gate" and not self.gate:
+            raise ValueError("--train-only gate needs --gate (a model with a gate)")
+        if self.second_pass > 0 and not self.gate:
+            raise ValueError("--second-pass needs --gate (the second look is a gated model's)")
+        if self.unroll and self.second_pass == 0:
+            raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
+        return self
+
     def data_roots(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)
 

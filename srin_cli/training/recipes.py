@@ -131,11 +131,10 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
         merged = {**shared, **options}
         if not isinstance(merged.get("epochs"), int) or merged["epochs"] < 1:
             raise ValueError(f"{where}: stage {name!r} needs epochs (a positive integer)")
-        size = merged.get("image_size", 256)
-        if size % 16 or not 32 <= size <= 1024:
-            raise ValueError(f"{where}: stage {name!r}: image_size must be a multiple of 16 in 32-1024, got {size}")
-        if merged.get("lr", 0.0) < 0:
-            raise ValueError(f"{where}: stage {name!r}: lr must be 0 or more")
+        try:  # every stage is checked before the first one trains
+            TrainConfig(data="", out="", **merged).check()
+        except ValueError as exc:
+            raise ValueError(f"{where}: stage {name!r}: {exc}") from None
         stages.append(Stage(name, merged))
     if not stages:
         raise ValueError(f"{where}: no stages")
@@ -268,12 +267,15 @@ def _finish(recipe: Recipe, last: Path, out: Path, onnx: bool, note) -> Path:
     from ..build import load_model, save_checkpoint
     from .loop import _export_fast_path
 
+    final = out / "model.pt"
+    if final.exists() and (not onnx or final.with_suffix(".onnx").exists()):  # a finished run, run again
+        note(f"model: {final} (done)")
+        return final
     model, payload = load_model(last)
     for key, value in recipe.inference.items():
         setattr(model.config, key, value)
     summary = dict(payload.get("summary") or {})
     summary["recipe"] = {"name": recipe.name, "version": recipe.version, "stages": recipe.stage_names()}
-    final = out / "model.pt"
     save_checkpoint(final, model, summary)
     (out / "recipe.json").write_text(json.dumps(summary["recipe"], indent=2) + "\n", encoding="utf-8")
     note(f"model: {final} (recipe {recipe.name} v{recipe.version})")
