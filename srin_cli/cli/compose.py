@@ -73,12 +73,11 @@ def compose(
         mask_warnings(quiet)
         placement, size = _placement(at, height, cutout_scale, only is None, report, numbers)
         items, single, folders = _plan(plan, cutout, background, mask, placement, size, cutout_scale, shard_spec)
-        reports = [(option, p) for option, p in (("--report", report), ("--numbers", numbers)) if p is not None]
         output = ComposeOutput(out, fmt, quality, overwrite, only is None)
-        _prepare_outputs(output, folders, reports, items)
+        _prepare_outputs(output, folders, report, numbers, items)
         pipeline = None if only is not None else _pipeline(method, model, checkpoint, device, backend, max_chroma_loss,
                                                            segmenter, batch, workers, single, quiet)
-        review = _review(report) if pipeline is not None and (reports or as_json) else None
+        review = _review(report) if pipeline is not None and (report or numbers or as_json) else None
         outcome = _compose_all(pipeline, items, output, written, review, single, workers, as_json, quiet)
         if review is not None:
             write_review_files(review, report, numbers, out, outcome, method, model, checkpoint, pipeline,
@@ -133,12 +132,13 @@ def _plan(plan: Path | None, cutout: Path | None, background: Path | None, mask:
     return shard(items, shard_spec, key=lambda i: i.name), not folders, folders
 
 
-def _prepare_outputs(output, folders: list, reports: list, items) -> None:
+def _prepare_outputs(output, folders: list, report: Path | None, numbers: Path | None, items) -> None:
     """-o and the report folders are writable and apart from the input folders (before any work: one usage error),
     and a killed run's temp files of these outputs are gone."""
     from ..batch import check_folders, check_writable, clean_stale_temp, refuse_file_as_folder
     from ..compose import output_files
 
+    reports = [(option, p) for option, p in (("--report", report), ("--numbers", numbers)) if p is not None]
     out = output.out
     refuse_file_as_folder(out)
     check_folders([("-o/--out", out)], folders, [(option, p.parent) for option, p in reports])
