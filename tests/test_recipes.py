@@ -147,7 +147,41 @@ def test_shipped_recipes_parse():
     assert "default" in available()
     recipe = load_recipe("default")
     assert recipe.stage_names()[0] == "base" and "epochs" in recipe.stages[0].options
-    assert recipe.stages[-1].options["relight"] > 0  # the model ends on re-lit objects beside the colour transfers
+    last = recipe.stages[-1]
+    assert last.options["relight"] > 0  # the model ends on re-lit objects beside the colour transfers
+    # ... taught by its own starting weights run with the mirror average and a second look, and runs one pass
+    assert last.teacher["flip_average"] and last.teacher["second_pass_bias"] is not None
+    assert not recipe.inference.get("flip_average") and "second_pass_bias" not in recipe.inference
+
+
+def test_a_distilling_stage_is_taught_by_its_starting_weights_with_the_teacher_switches(tmp_path, tiny_train):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY.replace('[[stages]]\nname = "mean"\naverage = ["first", "second"]\n', "").replace(
+        "seed = 3\n", "seed = 3\ndistill_weight = 1.0\nteacher = { flip_average = true, second_pass_bias = -0.5 }\n"))
+    out = tmp_path / "run"
+    result = _train(tiny_train, out, recipe)
+    assert result.exit_code == 0, result.output
+    teacher, _ = load_model(out / "second" / "teacher.pt")
+    first, _ = load_model(out / "first" / "model.pt")
+    assert teacher.config.flip_average and teacher.config.second_pass_bias == -0.5
+    assert all(torch.equal(v, first.state_dict()[k]) for k, v in teacher.state_dict().items())
+    model, _ = load_model(out / "model.pt")
+    assert not model.config.flip_average and model.config.second_pass_bias is None
+    config = (out / "second" / "config.json").read_text()
+    assert '"distill_weight": 1.0' in config and "teacher.pt" in config
+
+
+@pytest.mark.parametrize("stage, message", [
+    ("distill_weight = 1.0\n", "go together"),
+    ("teacher = { flip_average = true }\n", "go together"),
+    ("distill_weight = 1.0\nteacher = { flip = true }\n", "teacher is a table"),
+    ("distill_weight = 1.0\nteacher = { second_pass_bias = \"x\" }\n", "not a valid value"),
+])
+def test_bad_teachers_are_refused(stage, message):
+    import tomllib
+
+    with pytest.raises(ValueError, match=message):
+        parse_recipe(tomllib.loads(f'name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ngate = true\n{stage}'))
 
 
 def test_relight_keeps_the_background_and_changes_the_light():

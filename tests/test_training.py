@@ -255,6 +255,36 @@ def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
     assert model.head.weight.grad.abs().sum() > 0 and model.gate_head[-1].weight.grad.abs().sum() > 0
 
 
+def test_distillation_teaches_the_teachers_output_only_where_it_beats_the_models_own():
+    """--teacher/--distill-weight w: w x (fn-L1 + mse_weight x fn-MSE) between the one-pass output and the
+    teacher's, counted on the items where the teacher's output is closer to the real photo than the model's (an
+    item where the teacher is worse adds nothing); no teacher in the batch adds nothing."""
+    from srin_cli.modeling.unet import apply_affine, composite
+    from srin_cli.training.loop import TrainConfig
+    from srin_cli.training.losses import _distill_terms, gated_loss
+
+    model, batch = _second_look_case()
+    comp, mask, real, sem = batch["composite"], batch["mask"], batch["real"], batch["semantic"]
+    params, logit = model(comp, mask, sem, parts=True)
+    pred = composite(apply_affine(params * torch.sigmoid(logit)[:, :, None, None], comp), comp, mask).detach()
+    teacher = pred.clone()
+    teacher[0] = real[0]  # item 0: the teacher is exactly right; item 1: far off; item 2: the model's own output
+    teacher[1] = 1 - real[1]
+    cfg = TrainConfig(data="x", out="y", mse_weight=2.0, teacher="t.pt", distill_weight=0.5).check()
+    values = mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * 16 * 16) * 3
+    d = pred[0] - real[0]
+    expected = 0.5 * ((d.abs().sum() + 2.0 * (d ** 2).sum()) / values[0]) / 3  # item 0 only, mean over the batch
+    assert _distill_terms(cfg, pred, {**batch, "teacher": teacher}).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert _distill_terms(cfg, pred, batch).item() == 0.0
+    without = gated_loss(cfg, model, batch)
+    with_teacher = gated_loss(cfg, model, {**batch, "teacher": teacher})
+    assert with_teacher.item() == pytest.approx(without.item() + expected.item(), rel=1e-4)
+    with pytest.raises(ValueError, match="go together"):
+        TrainConfig(data="x", out="y", distill_weight=1.0).check()
+    with pytest.raises(ValueError, match="go together"):
+        TrainConfig(data="x", out="y", teacher="t.pt").check()
+
+
 def test_unrolled_second_look_has_the_same_loss_and_a_gradient_through_the_first_step():
     """--unroll: the same loss value (same draws), but the second look's gradient also reaches the first pass
     through the first step, so the weights' gradients differ from the detached first step's."""

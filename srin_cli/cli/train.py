@@ -42,6 +42,8 @@ def train(
     train_only: TrainOnlyOpt = "all",
     second_pass: o.SecondPassOpt = 0.0,
     unroll: o.UnrollOpt = False,
+    teacher: o.TeacherOpt = None,
+    distill_weight: o.DistillWeightOpt = 0.0,
     norm_levels: o.NormLevelsOpt = "0,1",
     onnx: o.OnnxOpt = True,
     segmenter: SegmenterChoice = None,
@@ -91,10 +93,12 @@ def train_config(params: dict, segmenter: SegmenterChoice):
         p["loss"] = LOSSES.check((saved_loss(out) if resume else None) or "fn-l1")
     p["widths"], p["norm_levels"] = _int_list("--widths", p["widths"]), _int_list("--norm-levels", p["norm_levels"])
     _check_init(p["init"])
+    if p["teacher"] is not None and not p["teacher"].is_file():
+        raise ValueError(f"--teacher {p['teacher']}: no such checkpoint")
     _check_run_folder(out, data, val, p["maps"])
     device = resolve_device(p["device"])
     p.update(data=_one_or_list(data), out=str(out), val=_one_or_list(val) if val else None, device=device,
-             init=str(p["init"]) if p["init"] else None, maps=str(p["maps"]) if p["maps"] else None,
+             init=str(p["init"]) if p["init"] else None, teacher=str(p["teacher"]) if p["teacher"] else None, maps=str(p["maps"]) if p["maps"] else None,
              segmenter=segmenter.name,
              segmenter_options={k: str(v) if isinstance(v, Path) else v  # config.json holds text
                                 for k, v in segmenter.kwargs(device=device).items()})

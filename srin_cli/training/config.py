@@ -58,6 +58,11 @@ class TrainConfig:
     # the second look's gradient also flows back through the first step into the first pass (the two passes are
     # trained as one; off: the first step is a fixed input of the second look)
     unroll: bool = False
+    # distillation: a checkpoint run as harmonize runs it (its mirror average, second look and gate bias), whose
+    # output the one-pass model is also taught, with this weight, on the items where that output is closer to
+    # the real photo than the model's own (the teacher's extra passes, at the cost of one)
+    teacher: str | None = None
+    distill_weight: float = 0.0
 
     def check(self) -> "TrainConfig":
         """Refuse values and combinations no training can use (ValueError naming the option as srin train does);
@@ -74,6 +79,10 @@ class TrainConfig:
             raise ValueError("--second-pass needs --gate (the second look is a gated model's)")
         if self.unroll and self.second_pass == 0:
             raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
+        if (self.teacher is None) != (self.distill_weight == 0):
+            raise ValueError("--teacher and --distill-weight go together (a teacher checkpoint and a weight above 0)")
+        if self.distill_weight < 0:
+            raise ValueError(f"--distill-weight must be 0 or more, got {self.distill_weight}")
         return self
 
     def data_roots(self) -> list[str]:

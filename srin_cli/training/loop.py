@@ -27,7 +27,7 @@ from ..files import atomic_write, check_writable
 from ..registry import DEFAULT_SEGMENTER
 from .config import TrainConfig
 from .distributed import Dist, epoch_loader
-from .losses import gated_loss
+from .losses import gated_loss, teacher_outputs
 from .state import WeightAverage, start_state, trainable_parameters
 from .validation import ValSet, val_score
 
@@ -46,6 +46,7 @@ class TrainingRun:
     net: torch.nn.Module  # ``model``, wrapped in DistributedDataParallel under torchrun
     optimizer: torch.optim.Optimizer
     average: WeightAverage | None  # with ema
+    teacher: torch.nn.Module | None  # with distill_weight: the checkpoint whose inference output is also taught
     start_epoch: int
     history: list[dict]  # log.csv's rows
     best: float  # the best val_score so far
@@ -104,19 +105,38 @@ def setup(cfg: TrainConfig, resume: bool, dist: Dist, log) -> TrainingRun:
         f"{len(train_ds)} training images, {dist.world} process(es)")
     fields = LOG_FIELDS[:6] + [f for v in val_sets for f in v.fields()] + LOG_FIELDS[6:]
     return TrainingRun(dist=dist, out=out, train_ds=train_ds, val_sets=val_sets, model=model, net=net,
-                       optimizer=optimizer, average=average, start_epoch=start.epoch, history=start.history,
+                       optimizer=optimizer, average=average, teacher=_teacher(cfg, dist.device, log),
+                       start_epoch=start.epoch, history=start.history,
                        best=start.best, parameters=parameters, gflops=flops, log_fields=fields)
 
 
+def _teacher(cfg: TrainConfig, device: torch.device, log) -> torch.nn.Module | None:
+    """The distillation teacher (``cfg.teacher``), frozen in eval mode with its own inference switches."""
+    if cfg.teacher is None:
+        return None
+    from ..build import load_model
+
+    teacher, _ = load_model(cfg.teacher)
+    teacher = teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    c = teacher.config
+    log(f"teacher {cfg.teacher}: flip_average={c.flip_average} second_pass_bias={c.second_pass_bias} "
+        f"gate_bias={c.gate_bias}, distill weight {cfg.distill_weight}")
+    return teacher
+
+
 def run_epoch(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, device: torch.device,
-              average: WeightAverage | None = None, on_step=None) -> tuple[float, int]:
+              average: WeightAverage | None = None, on_step=None, teacher: torch.nn.Module | None = None) -> tuple[float, int]:
     """One pass over ``loader``: an optimizer step on :func:`gated_loss` per batch, then the weight average's
     update. Returns this rank's loss summed over its images, and their number. ``on_step(step, steps,
-    mean_loss)`` is called after each step."""
+    mean_loss)`` is called after each step; with ``teacher``, its outputs join each batch (distillation)."""
     model = net.module if hasattr(net, "module") else net
     total, count = 0.0, 0
     for step, batch in enumerate(loader, start=1):
         b = {k: v.to(device) for k, v in batch.items()}
+        if teacher is not None:
+            b["teacher"] = teacher_outputs(teacher, b)
         loss = gated_loss(cfg, net, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # DDP averages the gradients over the ranks here
@@ -146,7 +166,7 @@ def train_epoch(run: TrainingRun, cfg: TrainConfig, epoch: int, progress=None, t
             log(f"epoch {epoch + 1} step {step}/{steps} loss {mean_loss:.5f} {time.time() - t0:.0f}s")
 
     total, count = run_epoch(cfg, run.net, run.optimizer, loader, run.dist.device, run.average,
-                             report if progress else None)
+                             report if progress else None, run.teacher)
     total, count = run.dist.sum(total, float(count))
     seconds = time.time() - t0
     return {"epoch": epoch + 1, "lr": lr, "train_loss": round(total / max(count, 1), 6),

@@ -110,12 +110,13 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     core = model.module if hasattr(model, "module") else model
     comp, mask, real, semantic = batch["composite"], batch["mask"], batch["real"], batch["semantic"]
     if not core.config.gate:
-        return _paired_terms(cfg, model(comp, mask, semantic), real, mask)
+        pred = model(comp, mask, semantic)
+        return _paired_terms(cfg, pred, real, mask) + _distill_terms(cfg, pred, batch)
     params, logit = model(comp, mask, semantic, parts=True)
     alpha = torch.sigmoid(logit)[:, :, None, None]
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
     changed = batch["changed"].view(-1)
-    loss = _gate_terms(cfg, comp, mask, real, pred, params, logit, changed)
+    loss = _gate_terms(cfg, comp, mask, real, pred, params, logit, changed) + _distill_terms(cfg, pred, batch)
     if cfg.second_pass > 0:
         loss = loss + cfg.second_pass * _second_look(cfg, model, comp, mask, real, semantic, params, logit, changed)
     return loss
@@ -149,6 +150,31 @@ def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, 
     params2, logit2 = model(moved, mask, semantic, parts=True)
     pred2 = composite(apply_affine(params2 * torch.sigmoid(logit2)[:, :, None, None], moved), moved, mask)
     return _gate_terms(cfg, moved, mask, real, pred2, params2, logit2, changed)
+
+
+def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict) -> torch.Tensor:
+    """``cfg.distill_weight`` x (``cfg.loss`` + the squared-error term) between the one-pass output and the teacher's
+    (``batch["teacher"]``, see :func:`teacher_outputs`), counted only on the items where the teacher's output is
+    closer to the real photo than this output is: the teacher's better answers are taught, never its mistakes
+    (0 without a teacher)."""
+    if "teacher" not in batch:
+        return pred.new_zeros(())
+    target, real, mask = batch["teacher"], batch["real"], batch["mask"]
+    values = _foreground_values(pred, mask)
+    per_item = lambda d: (d.sum(dim=(1, 2, 3)) / values)  # noqa: E731
+    better = (per_item((target - real) ** 2) < per_item((pred.detach() - real) ** 2)).float()
+    if not better.any():
+        return pred.new_zeros(())
+    terms = per_item((pred - target).abs())
+    if cfg.mse_weight:
+        terms = terms + cfg.mse_weight * per_item((pred - target) ** 2)
+    return cfg.distill_weight * (terms * better).sum() / better.numel()
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """The teacher's output on a batch, as harmonize runs it (eval mode: its mirror average, second look, gate bias)."""
+    return teacher(batch["composite"], batch["mask"], batch["semantic"])
 
 
 def _paired_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

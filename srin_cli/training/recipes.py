@@ -21,6 +21,12 @@ A recipe is a small TOML file (``srin_cli/recipes/NAME.toml``, or any path)::
     relight = 0.4
 
     [[stages]]
+    name = "one_pass"
+    epochs = 8
+    distill_weight = 1.0
+    teacher = { flip_average = true, second_pass_bias = -0.75 }  # the starting weights, run with these switches
+
+    [[stages]]
     name = "soup"
     average = ["base", "light"]   # no training: the mean of the named stages' weights
 
@@ -52,7 +58,7 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 RUN_KEYS = frozenset({"data", "out", "val", "device", "threads", "workers", "limit", "val_limit", "init", "onnx",
                       "segmenter_options", "maps"})
 INFERENCE_KEYS = frozenset({"gate_bias", "flip_average", "second_pass_bias"})
-STAGE_KEYS = frozenset({"name", "average"})
+STAGE_KEYS = frozenset({"name", "average", "teacher"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class Stage:
     name: str
     options: dict = field(default_factory=dict)  # TrainConfig fields (epochs among them); empty for an average
     average: tuple[str, ...] = ()  # names of earlier stages whose weights are averaged (no training)
+    # distillation: the stage's starting weights with these inference switches are its teacher (TrainConfig.teacher)
+    teacher: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
     """Check a recipe's structure and every option name and value type against TrainConfig."""
     from .config import TrainConfig
 
-    known = {f.name for f in fields(TrainConfig)} - RUN_KEYS
+    known = {f.name for f in fields(TrainConfig)} - RUN_KEYS - {"teacher"}  # a stage's teacher is a table of switches
     unknown_top = set(raw) - {"name", "version", "description", "options", "stages", "inference"}
     if unknown_top:
         raise ValueError(f"{where}: unknown keys {sorted(unknown_top)}")
@@ -131,11 +139,17 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
         merged = {**shared, **options}
         if not isinstance(merged.get("epochs"), int) or merged["epochs"] < 1:
             raise ValueError(f"{where}: stage {name!r} needs epochs (a positive integer)")
+        teacher = entry.get("teacher")
+        if teacher is not None:
+            if not isinstance(teacher, dict) or set(teacher) - INFERENCE_KEYS:
+                raise ValueError(f"{where}: stage {name!r}: teacher is a table of {', '.join(sorted(INFERENCE_KEYS))}")
+            _check_inference(teacher, f"{where} stage {name!r} teacher")
         try:  # every stage is checked before the first one trains
-            TrainConfig(data="", out="", **merged).check()
+            TrainConfig(data="", out="", teacher=None if teacher is None else "(the starting weights)",
+                        **merged).check()
         except ValueError as exc:
             raise ValueError(f"{where}: stage {name!r}: {exc}") from None
-        stages.append(Stage(name, merged))
+        stages.append(Stage(name, merged, teacher=None if teacher is None else dict(teacher)))
     if not stages:
         raise ValueError(f"{where}: no stages")
     if set(inference) - INFERENCE_KEYS:
@@ -253,13 +267,33 @@ def run_recipe(recipe: Recipe, run_config: dict, out: Path, init: str | None = N
         else:
             resume = (folder / "last.pt").exists()
             cfg = TrainConfig(**{**run_config, **stage.options, "out": str(folder), "onnx": False,
-                                 "init": None if resume else previous})
+                                 "init": None if resume else previous,
+                                 "teacher": _write_teacher(stage, previous, folder)})
             note(f"stage {stage.name}: {'resuming' if resume else 'starting'} ({stage.options['epochs']} epochs"
                  f"{'' if resume or not previous else ', from ' + str(previous)})")
             train(cfg, resume=resume, progress=progress, log=log)
             note(f"stage {stage.name}: done ({model})")
         previous = str(model)
     return _finish(recipe, Path(previous), out, run_config.get("onnx", True), note)
+
+
+def _write_teacher(stage: Stage, start: str | None, folder: Path) -> str | None:
+    """A distilling stage's teacher: its starting weights with the stage's teacher switches, saved once as
+    ``STAGE/teacher.pt`` (so a resumed stage keeps the teacher it started with)."""
+    if stage.teacher is None:
+        return None
+    path = folder / "teacher.pt"
+    if not path.exists():
+        if start is None:
+            raise ValueError(f"stage {stage.name} distils its starting weights: it needs an earlier stage or --init")
+        from ..build import load_model, save_checkpoint
+
+        model, payload = load_model(start)
+        for key, value in stage.teacher.items():
+            setattr(model.config, key, value)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, model, {"teacher_of": stage.name, "from": str(start)})
+    return str(path)
 
 
 def _finish(recipe: Recipe, last: Path, out: Path, onnx: bool, note) -> Path:
