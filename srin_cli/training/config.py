@@ -39,6 +39,8 @@ class TrainConfig:
     keep_chroma: float = 0.0
     degrade: float = 0.0
     relight: float = 0.0  # share of changed pairs re-lit (light and camera) instead of recoloured
+    paste: float = 0.0  # share of items that are cut-and-paste composites without ground truth (datasets.Recipe)
+    paste_weight: float = 2.0  # weight of the chroma a pasted object loses (losses.paste_terms)
     gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
     grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)
@@ -81,6 +83,8 @@ class TrainConfig:
             raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
         if (self.teacher is None) != (self.distill_weight == 0):
             raise ValueError("--teacher and --distill-weight go together (a teacher checkpoint and a weight above 0)")
+        if self.paste_weight < 0:
+            raise ValueError(f"--paste-weight must be 0 or more, got {self.paste_weight}")
         if self.distill_weight < 0:
             raise ValueError(f"--distill-weight must be 0 or more, got {self.distill_weight}")
         return self
