@@ -308,27 +308,37 @@ def test_second_look_adds_the_loss_of_a_second_pass_on_the_moved_composite():
     assert model.head.weight.grad.abs().sum() > 0 and model.gate_head[-1].weight.grad.abs().sum() > 0
 
 
-def test_distillation_teaches_the_teachers_output_only_where_it_beats_the_models_own():
-    """--teacher/--distill-weight w: w x (fn-L1 + mse_weight x fn-MSE) between the one-pass output and the
-    teacher's, counted on the items where the teacher's output is closer to the real photo than the model's (an
-    item where the teacher is worse adds nothing); no teacher in the batch adds nothing."""
+def test_distillation_teaches_the_teachers_transform_only_where_it_beats_the_models_own():
+    """--teacher/--distill-weight w: w x (fn-L1 + mse_weight x fn-MSE between the one-pass output and the
+    teacher's, + the mean absolute difference of the gated transforms over the foreground), counted on the items
+    where the teacher's output is closer to the real photo than the model's (a worse teacher, or one no better,
+    adds nothing); no teacher in the batch adds nothing."""
+    import torch.nn.functional as F
+
     from srin_cli.modeling.unet import apply_affine, composite
     from srin_cli.training.loop import TrainConfig
     from srin_cli.training.losses import _distill_terms, gated_loss
 
     model, batch = _second_look_case()
-    comp, mask, real, sem = batch["composite"], batch["mask"], batch["real"], batch["semantic"]
+    comp, mask, sem = batch["composite"], batch["mask"], batch["semantic"]
     params, logit = model(comp, mask, sem, parts=True)
-    pred = composite(apply_affine(params * torch.sigmoid(logit)[:, :, None, None], comp), comp, mask).detach()
-    teacher = pred.clone()
-    teacher[0] = real[0]  # item 0: the teacher is exactly right; item 1: far off; item 2: the model's own output
-    teacher[1] = 1 - real[1]
+    gated = (params * torch.sigmoid(logit)[:, :, None, None]).detach()
+    pred = composite(apply_affine(gated, comp), comp, mask)
+    teacher = gated.clone()
+    teacher[0] = 0.1 * torch.randn_like(teacher[0])
+    teacher[1, 9:] = 1.0  # item 1: everything white, far from the photo; item 2: the model's own transform
+    real = batch["real"].clone()
+    real[0] = composite(apply_affine(teacher, comp), comp, mask)[0]  # item 0: the teacher is exactly right
+    batch = {**batch, "real": real}
     cfg = TrainConfig(data="x", out="y", mse_weight=2.0, teacher="t.pt", distill_weight=0.5).check()
     values = mask.sum(dim=(1, 2, 3)).clamp_min(0.01 * 16 * 16) * 3
     d = pred[0] - real[0]
-    expected = 0.5 * ((d.abs().sum() + 2.0 * (d ** 2).sum()) / values[0]) / 3  # item 0 only, mean over the batch
-    assert _distill_terms(cfg, pred, {**batch, "teacher": teacher}).item() == pytest.approx(expected.item(), rel=1e-5)
-    assert _distill_terms(cfg, pred, batch).item() == 0.0
+    m = F.interpolate(mask, size=gated.shape[2:], mode="bilinear", align_corners=False)[0]
+    transform_term = ((gated[0] - teacher[0]).abs() * m).sum() / (m.sum().clamp_min(0.01 * m.numel()) * 12)
+    expected = 0.5 * ((d.abs().sum() + 2.0 * (d ** 2).sum()) / values[0] + transform_term) / 3  # item 0 only
+    got = _distill_terms(cfg, pred, {**batch, "teacher": teacher}, gated)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert _distill_terms(cfg, pred, batch, gated).item() == 0.0
     without = gated_loss(cfg, model, batch)
     with_teacher = gated_loss(cfg, model, {**batch, "teacher": teacher})
     assert with_teacher.item() == pytest.approx(without.item() + expected.item(), rel=1e-4)

@@ -124,7 +124,7 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
         b = _subset(batch, paired)
         changed = b["changed"].view(-1)
         loss = loss + _gate_terms(cfg, b["composite"], b["mask"], b["real"], pred[paired], params[paired],
-                                  logit[paired], changed) + _distill_terms(cfg, pred[paired], b)
+                                  logit[paired], changed) + _distill_terms(cfg, pred[paired], b, (params * alpha)[paired])
         if cfg.second_pass > 0:
             loss = loss + cfg.second_pass * _second_look(cfg, model, b["composite"], b["mask"], b["real"],
                                                          b["semantic"], params[paired], logit[paired], changed)
@@ -191,14 +191,18 @@ def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, 
     return _gate_terms(cfg, moved, mask, real, pred2, params2, logit2, changed)
 
 
-def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict) -> torch.Tensor:
-    """``cfg.distill_weight`` x (``cfg.loss`` + the squared-error term) between the one-pass output and the teacher's
-    (``batch["teacher"]``, see :func:`teacher_outputs`), counted only on the items where the teacher's output is
-    closer to the real photo than this output is: the teacher's better answers are taught, never its mistakes
-    (0 without a teacher)."""
+def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict, params: torch.Tensor | None = None) -> torch.Tensor:
+    """``cfg.distill_weight`` x the distance to the teacher (``batch["teacher"]``, its transform: see
+    :func:`teacher_outputs`), counted only on the items where the teacher's output is closer to the real photo than
+    this output is: the teacher's better answers are taught, never its mistakes (0 without a teacher). The distance
+    is ``cfg.loss`` + the squared-error term between the outputs and, given the one-pass transform ``params`` (gate
+    applied), the mean absolute difference of the transforms over the foreground: the teacher's transform, not
+    only its output at the training size, is what harmonize applies to a full-resolution photo."""
     if "teacher" not in batch:
         return pred.new_zeros(())
-    target, real, mask = batch["teacher"], batch["real"], batch["mask"]
+    comp, real, mask = batch["composite"], batch["real"], batch["mask"]
+    transform = batch["teacher"]
+    target = composite(apply_affine(transform, comp), comp, mask)
     values = _foreground_values(pred, mask)
     per_item = lambda d: (d.sum(dim=(1, 2, 3)) / values)  # noqa: E731
     better = (per_item((target - real) ** 2) < per_item((pred.detach() - real) ** 2)).float()
@@ -207,13 +211,18 @@ def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict) -> torch
     terms = per_item((pred - target).abs())
     if cfg.mse_weight:
         terms = terms + cfg.mse_weight * per_item((pred - target) ** 2)
+    if params is not None:
+        m = torch.nn.functional.interpolate(mask, size=params.shape[2:], mode="bilinear", align_corners=False)
+        area = m.sum(dim=(1, 2, 3)).clamp_min(0.01 * m[0].numel()) * params.shape[1]
+        terms = terms + ((params - transform).abs() * m).sum(dim=(1, 2, 3)) / area
     return cfg.distill_weight * (terms * better).sum() / better.numel()
 
 
 @torch.no_grad()
 def teacher_outputs(teacher: torch.nn.Module, batch: dict) -> torch.Tensor:
-    """The teacher's output on a batch, as harmonize runs it (eval mode: its mirror average, second look, gate bias)."""
-    return teacher(batch["composite"], batch["mask"], batch["semantic"])
+    """The teacher's transform on a batch (B x 12 x H/2 x W/2, gate applied), as harmonize runs it (eval mode: its
+    mirror average, second look, gate bias)."""
+    return teacher.transform(batch["composite"], batch["mask"], batch["semantic"])
 
 
 def _paired_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
