@@ -176,6 +176,39 @@ def test_a_pasted_object_is_taught_only_to_keep_its_colourfulness():
     assert mixed.item() == pytest.approx(alone.item() + expected.item(), rel=1e-4)
 
 
+def test_apply_size_makes_items_larger_and_gives_the_network_its_own_copy(tmp_path):
+    """--apply-size: items at that size (the transform applied and the loss taken there), the network's inputs at
+    --image-size, resized as harmonize resizes a photo; the loss runs on such a batch."""
+    import cv2
+    import numpy as np
+
+    from srin_cli.build import build_model
+    from srin_cli.data.datasets import Recipe, open_training_set
+    from srin_cli.training.loop import TrainConfig
+    from srin_cli.training.losses import gated_loss
+
+    a = _photo_set(tmp_path / "a", 2, seed=1)
+    seg = lambda img: np.ones(img.shape[:2], np.int32)  # noqa: E731
+    ds = open_training_set([a], 32, seg, recipe=Recipe(relight=0.5))
+    ds.apply_at(64)
+    item = ds[0]
+    assert item["composite"].shape == (3, 64, 64) and item["mask"].shape == (1, 64, 64)
+    assert item["net_composite"].shape == (3, 32, 32) and item["semantic"].shape == (3, 32, 32)
+    comp = (item["composite"].numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    small = cv2.resize(comp, (32, 32), interpolation=cv2.INTER_AREA) / 255.0
+    assert np.allclose(item["net_composite"].numpy().transpose(1, 2, 0), small, atol=1e-6)
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in item}
+    model = build_model("srin", widths=(8, 16), image_size=32, gate=True)
+    loss = gated_loss(TrainConfig(data="x", out="y", image_size=32, apply_size=64), model, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.weight.grad.abs().sum() > 0
+    for bad in (40, 16):
+        with pytest.raises(ValueError, match="apply-size"):
+            TrainConfig(data="x", out="y", image_size=32, apply_size=bad).check()
+    with pytest.raises(ValueError, match="second-pass"):
+        TrainConfig(data="x", out="y", image_size=32, apply_size=64, gate=True, second_pass=1.0).check()
+
+
 def test_gate_scales_the_transform_and_zero_means_identity():
     from srin_cli.build import build_model
 

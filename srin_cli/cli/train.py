@@ -44,6 +44,7 @@ def train(
     train_only: TrainOnlyOpt = "all",
     second_pass: o.SecondPassOpt = 0.0,
     unroll: o.UnrollOpt = False,
+    apply_size: o.ApplySizeOpt = None,
     teacher: o.TeacherOpt = None,
     distill_weight: o.DistillWeightOpt = 0.0,
     norm_levels: o.NormLevelsOpt = "0,1",

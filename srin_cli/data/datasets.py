@@ -65,6 +65,8 @@ def _no_broken_links(files: list[Path], root: Path) -> list[Path]:
 class _Base(Dataset):
     def __init__(self, size: int, segmenter: Callable[[np.ndarray], np.ndarray] | list):
         self.size = size
+        # with apply_at: the network's input size (items are made at ``size``, the network sees a copy at this one)
+        self.net_size: int | None = None
         # several segmenters (e.g. coarse to fine): each item draws one per epoch, so the model does not
         # learn one segmenter's granularity
         self.segmenters = list(segmenter) if isinstance(segmenter, (list, tuple)) else [segmenter]
@@ -76,6 +78,11 @@ class _Base(Dataset):
         self.maps: Path | None = None
         self.whole_maps = False
         self._whole: dict[int, np.ndarray] = {}
+
+    def apply_at(self, size: int) -> None:
+        """Make every item at ``size`` (the transform is applied and scored there) and give the network a copy at
+        the dataset's own size, resized as harmonize resizes a photo for the network (``net_*`` entries)."""
+        self.net_size, self.size = self.size, size
 
     def use_maps(self, maps: Path | None, whole: bool = True) -> None:
         """Take label maps from ``maps`` (missing ones computed with the first segmenter and saved there), or,
@@ -102,14 +109,23 @@ class _Base(Dataset):
         return self._labels[(index, k)]
 
     def _pack(self, comp, real, mask, labels, changed: bool = True, pasted: bool = False) -> dict:
-        return {
+        item = {
             "composite": to_tensor(comp),
             "real": to_tensor(real),
             "mask": to_tensor(mask),
-            "semantic": to_tensor(encode_semantic(labels, comp, mask)),
             "changed": torch.tensor([float(changed)]),
             "pasted": torch.tensor([float(pasted)]),  # a cut-and-paste composite: "real" is the composite itself
         }
+        if self.net_size is None or comp.shape[:2] == (self.net_size, self.net_size):
+            item["semantic"] = to_tensor(encode_semantic(labels, comp, mask))
+            return item
+        s = self.net_size  # the network's copy, resized as harmonizer.Harmonizer resizes a photo
+        comp = cv2.resize(comp, (s, s), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(np.asarray(mask, np.float32), (s, s), interpolation=cv2.INTER_AREA)
+        labels = cv2.resize(np.asarray(labels, np.int32), (s, s), interpolation=cv2.INTER_NEAREST)
+        item.update(net_composite=to_tensor(comp), net_mask=to_tensor(mask),
+                    semantic=to_tensor(encode_semantic(labels, comp, mask)))
+        return item
 
 
 @dataclass

@@ -63,6 +63,9 @@ class TrainConfig:
     # distillation: a checkpoint run as harmonize runs it (its mirror average, second look and gate bias), whose
     # output the one-pass model is also taught, with this weight, on the items where that output is closer to
     # the real photo than the model's own (the teacher's extra passes, at the cost of one)
+    # the size training items are made at, the transform applied at and the loss taken at, the network still
+    # seeing image_size (None: image_size): as harmonize applies the transform to the photo at its own resolution
+    apply_size: int | None = None
     teacher: str | None = None
     distill_weight: float = 0.0
 
@@ -83,6 +86,10 @@ class TrainConfig:
             raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
         if (self.teacher is None) != (self.distill_weight == 0):
             raise ValueError("--teacher and --distill-weight go together (a teacher checkpoint and a weight above 0)")
+        if self.apply_size is not None and (self.apply_size % 16 or not self.image_size <= self.apply_size <= 1024):
+            raise ValueError(f"--apply-size must be a multiple of 16 from --image-size to 1024, got {self.apply_size}")
+        if self.apply_size is not None and self.second_pass > 0:
+            raise ValueError("--apply-size and --second-pass do not go together")
         if self.paste_weight < 0:
             raise ValueError(f"--paste-weight must be 0 or more, got {self.paste_weight}")
         if self.distill_weight < 0:

@@ -81,6 +81,8 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
                                  recipe)
     if cfg.maps or cfg.segmenter != DEFAULT_SEGMENTER:
         train_ds.use_maps(Path(cfg.maps) if cfg.maps else None)
+    if cfg.apply_size and cfg.apply_size != cfg.image_size:
+        train_ds.apply_at(cfg.apply_size)
     val_sets = [ValSet(v, cfg, segmenter, i == 0) for i, v in enumerate(cfg.val_roots())]
     return train_ds, val_sets
 

@@ -110,12 +110,14 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     """
     core = model.module if hasattr(model, "module") else model
     comp, mask, real, semantic = batch["composite"], batch["mask"], batch["real"], batch["semantic"]
+    net_comp, net_mask = batch.get("net_composite", comp), batch.get("net_mask", mask)  # apply_size: the network's copy
     if not core.config.gate:
-        pred = model(comp, mask, semantic)
+        params = model(net_comp, net_mask, semantic, parts=True)[0]
+        pred = composite(apply_affine(params, comp), comp, mask)
         paired = _paired(batch)
         loss = _paired_terms(cfg, pred[paired], real[paired], mask[paired]) if paired.any() else pred.new_zeros(())
         return loss + _distill_terms(cfg, pred[paired], _subset(batch, paired)) + paste_terms(cfg, pred, batch)
-    params, logit = model(comp, mask, semantic, parts=True)
+    params, logit = model(net_comp, net_mask, semantic, parts=True)
     alpha = torch.sigmoid(logit)[:, :, None, None]
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
     loss = paste_terms(cfg, pred, batch)
@@ -222,7 +224,8 @@ def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict, params: 
 def teacher_outputs(teacher: torch.nn.Module, batch: dict) -> torch.Tensor:
     """The teacher's transform on a batch (B x 12 x H/2 x W/2, gate applied), as harmonize runs it (eval mode: its
     mirror average, second look, gate bias)."""
-    return teacher.transform(batch["composite"], batch["mask"], batch["semantic"])
+    return teacher.transform(batch.get("net_composite", batch["composite"]), batch.get("net_mask", batch["mask"]),
+                             batch["semantic"])
 
 
 def _paired_terms(cfg: "TrainConfig", pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

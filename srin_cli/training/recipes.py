@@ -173,7 +173,10 @@ def _check_options(options: dict, known: set[str], where: str) -> None:
 
 def _same_type(value, default) -> bool:
     """``value`` is of the type of an option whose default is ``default`` (a bool, int, float, str or list: the
-    fields a recipe may set have no None default); an integer is a float too, a bool is no number."""
+    fields a recipe may set have no None default but apply_size, an integer); an integer is a float too, a bool is
+    no number."""
+    if default is None:
+        return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
