@@ -123,59 +123,6 @@ def _fg_chroma(image, mask) -> float:
     return float(np.hypot(lab[..., 1], lab[..., 2])[fg].mean())
 
 
-def test_paste_puts_the_object_over_another_photos_scene_without_a_ground_truth(tmp_path):
-    """--paste 1: every item is the object of its photo, colours untouched, over another photo's background; its
-    "real" is the composite itself (no ground truth) and it is flagged pasted; no draw at 0 (older runs replay)."""
-    import numpy as np
-
-    from srin_cli.data.datasets import Recipe, open_training_set
-
-    a = _photo_set(tmp_path / "a", 3, seed=1)
-    seg = lambda img: np.ones(img.shape[:2], np.int32)  # noqa: E731
-    pasted = open_training_set([a], 32, seg, recipe=Recipe(paste=1.0))
-    plain = open_training_set([a], 32, seg, recipe=Recipe())
-    for i in range(3):
-        item, photo = pasted[i], plain[i]
-        assert item["pasted"].item() == 1.0 and item["changed"].item() == 0.0
-        assert torch.equal(item["composite"], item["real"])
-        inside, outside = item["mask"][0] > 0.99, item["mask"][0] < 0.01
-        assert torch.allclose(item["composite"][:, inside], photo["real"][:, inside], atol=1 / 255)  # its own colours
-        assert not torch.allclose(item["composite"][:, outside], photo["real"][:, outside], atol=2 / 255)  # another scene
-        assert photo["pasted"].item() == 0.0
-    assert torch.equal(plain[1]["composite"], open_training_set([a], 32, seg, recipe=Recipe(paste=0.0))[1]["composite"])
-    with pytest.raises(ValueError):
-        Recipe(paste=1.5)
-
-
-def test_a_pasted_object_is_taught_only_to_keep_its_colourfulness():
-    """paste_terms: nothing while the output keeps the pasted object's mean chroma (a little loss is free), the
-    weighted loss beyond that when it greys it; pasted items add nothing to the paired terms."""
-    from srin_cli.training.loop import TrainConfig
-    from srin_cli.training.losses import PASTE_TOLERANCE, _chroma, gated_loss, paste_terms
-
-    torch.manual_seed(0)
-    comp = torch.rand(2, 3, 16, 16)
-    mask = torch.ones(2, 1, 16, 16)
-    batch = {"composite": comp, "mask": mask, "pasted": torch.tensor([[1.0], [0.0]])}
-    cfg = TrainConfig(data="x", out="y", paste_weight=2.0)
-    assert paste_terms(cfg, comp, batch).item() == 0.0
-    grey = comp.mean(dim=1, keepdim=True).expand_as(comp)
-    lost = _chroma(comp[:1]).mean() - _chroma(grey[:1]).mean()
-    assert paste_terms(cfg, grey, batch).item() == pytest.approx(2.0 * (lost.item() - PASTE_TOLERANCE) / 2, rel=1e-4)
-    assert paste_terms(cfg, grey, {k: v for k, v in batch.items() if k != "pasted"}).item() == 0.0
-    model, pair = _second_look_case()
-    two = {k: v[:2] for k, v in pair.items()}
-    alone = gated_loss(cfg, model, {k: v[1:] for k, v in two.items()})  # the paired item by itself
-    mixed = gated_loss(cfg, model, {**two, "pasted": torch.tensor([[1.0], [0.0]])})
-    params, logit = model(two["composite"][:1], two["mask"][:1], two["semantic"][:1], parts=True)
-    from srin_cli.modeling.unet import apply_affine, composite
-    out = composite(apply_affine(params * torch.sigmoid(logit)[:, :, None, None], two["composite"][:1]),
-                    two["composite"][:1], two["mask"][:1])
-    expected = paste_terms(cfg, torch.cat([out, out]), {"composite": two["composite"], "mask": two["mask"],
-                                                         "pasted": torch.tensor([[1.0], [0.0]])})
-    assert mixed.item() == pytest.approx(alone.item() + expected.item(), rel=1e-4)
-
-
 def test_apply_size_makes_items_larger_and_gives_the_network_its_own_copy(tmp_path):
     """--apply-size: items at that size (the transform applied and the loss taken there), the network's inputs at
     --image-size, resized as harmonize resizes a photo; the loss runs on such a batch."""

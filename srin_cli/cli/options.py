@@ -110,8 +110,6 @@ UntouchedOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: sha
 MildOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training pairs recoloured only mildly (foreground MSE 15-100 instead of 100-4000).")]
 SameKindOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: chance that the recolouring reference is another object of the same kind (objects.csv).")]
 KeepChromaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of recoloured pairs given back the real photo's mean foreground chroma (a change of light and hue, not of colourfulness).")]
-PasteOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of items that are cut-and-paste composites: a photo's object, its colours untouched, over another photo's scene. There is no ground truth: only the object's colourfulness is taught (it may be re-lit, not greyed; --paste-weight).")]
-PasteWeightOpt = Annotated[float, typer.Option(min=0.0, help="--paste only: weight of the chroma a pasted object loses beyond a small tolerance.")]
 RelightOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of changed pairs whose foreground is re-lit (white balance, tint, exposure, tone: a change of light and camera) instead of recoloured toward other colours, so the model learns to undo light and keep an object's own colour.")]
 DegradeOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Recipe: share of training composites blurred and JPEG-compressed, so the pixel traces of a recolouring are not a cue (real composites do not have them).")]
 AugmentOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Recipe: random crops (60-100 % of each side) and flips of the training photos.")]

@@ -35,8 +35,6 @@ def train(
     same_kind: o.SameKindOpt = 0.0,
     keep_chroma: o.KeepChromaOpt = 0.0,
     relight: o.RelightOpt = 0.0,
-    paste: o.PasteOpt = 0.0,
-    paste_weight: o.PasteWeightOpt = 2.0,
     degrade: o.DegradeOpt = 0.0,
     augment: o.AugmentOpt = False,
     ema: o.EmaOpt = 0.0,

@@ -108,13 +108,12 @@ class _Base(Dataset):
             self._labels[(index, k)] = self.segmenters[k](image)
         return self._labels[(index, k)]
 
-    def _pack(self, comp, real, mask, labels, changed: bool = True, pasted: bool = False) -> dict:
+    def _pack(self, comp, real, mask, labels, changed: bool = True) -> dict:
         item = {
             "composite": to_tensor(comp),
             "real": to_tensor(real),
             "mask": to_tensor(mask),
             "changed": torch.tensor([float(changed)]),
-            "pasted": torch.tensor([float(pasted)]),  # a cut-and-paste composite: "real" is the composite itself
         }
         if self.net_size is None or comp.shape[:2] == (self.net_size, self.net_size):
             item["semantic"] = to_tensor(encode_semantic(labels, comp, mask))
@@ -143,10 +142,6 @@ class Recipe:
     ``relight``: share of changed pairs whose foreground is re-lit instead of recoloured (synthesis ``relight``: white
     balance, tint, exposure, tone; the object's own colours kept), so the model learns to undo light without taking
     an object's colourfulness away.
-    ``paste``: share of items that are cut-and-paste composites with no ground truth: the view's object, its own
-    colours untouched, over another photo's view (the object's light and the scene's disagree as in a user's
-    composite). Only the object's colourfulness is taught there (``losses.paste_terms``): a real object keeps its
-    colour whatever scene it is pasted into.
     ``augment``: a random crop (60-100 % of each side, keeping the object) and a horizontal flip per item.
     """
 
@@ -158,7 +153,6 @@ class Recipe:
     keep_chroma: float = 0.0
     degrade: float = 0.0
     relight: float = 0.0
-    paste: float = 0.0
 
     def __post_init__(self):
         if not (0 <= self.untouched and 0 <= self.mild and self.untouched + self.mild <= 1):
@@ -171,8 +165,6 @@ class Recipe:
             raise ValueError(f"degrade must lie in [0, 1], got {self.degrade}")
         if not 0 <= self.relight <= 1:
             raise ValueError(f"relight must lie in [0, 1], got {self.relight}")
-        if not 0 <= self.paste <= 1:
-            raise ValueError(f"paste must lie in [0, 1], got {self.paste}")
 
 
 def _object_kinds(root: Path, names: list[str]) -> list[str | None]:
@@ -279,8 +271,6 @@ class SynthesizedPairs(_Base):
         real, mask = _resize(real, self.size), _resize(mask, self.size, cv2.INTER_LINEAR)
         if labels is not None and labels.shape != real.shape[:2]:
             labels = cv2.resize(labels, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_NEAREST)
-        if recipe.paste and rng.random() < recipe.paste:  # no draw at 0: older runs replay exactly
-            return self._pasted(rng, index, real, mask)
         draw = rng.random() if (recipe.untouched or recipe.mild) else 1.0
         if draw < recipe.untouched:
             comp, changed = real.copy(), False
@@ -299,21 +289,6 @@ class SynthesizedPairs(_Base):
         elif labels is None:
             labels = self.labels_for(index, real)
         return self._pack(comp, real, mask, labels, changed)
-
-
-    def _pasted(self, rng: np.random.Generator, index: int, real: np.ndarray, mask: np.ndarray) -> dict:
-        """A cut-and-paste composite: this view's object, where it stands, over another photo's (its view when
-        ``augment``) background; its semantic map is the composite's own."""
-        j = self._other(rng, index)
-        scene = self.images[j]
-        if self.recipe.augment:
-            scene, _, _ = _crop_view(scene, self.masks[j], rng)
-        scene = _resize(scene, self.size)
-        if scene.shape != real.shape:
-            scene = cv2.resize(scene, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_AREA)
-        m = mask.astype(np.float32)[..., None]
-        comp = np.clip(real.astype(np.float32) * m + scene.astype(np.float32) * (1 - m) + 0.5, 0, 255).astype(np.uint8)
-        return self._pack(comp, comp, mask, self._segment_view(rng, comp), changed=False, pasted=True)
 
 
 class FixedPairs(_Base):

@@ -39,8 +39,6 @@ class TrainConfig:
     keep_chroma: float = 0.0
     degrade: float = 0.0
     relight: float = 0.0  # share of changed pairs re-lit (light and camera) instead of recoloured
-    paste: float = 0.0  # share of items that are cut-and-paste composites without ground truth (datasets.Recipe)
-    paste_weight: float = 2.0  # weight of the chroma a pasted object loses (losses.paste_terms)
     gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
     grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)
@@ -90,8 +88,6 @@ class TrainConfig:
             raise ValueError(f"--apply-size must be a multiple of 16 from --image-size to 1024, got {self.apply_size}")
         if self.apply_size is not None and self.second_pass > 0:
             raise ValueError("--apply-size and --second-pass do not go together")
-        if self.paste_weight < 0:
-            raise ValueError(f"--paste-weight must be 0 or more, got {self.paste_weight}")
         if self.distill_weight < 0:
             raise ValueError(f"--distill-weight must be 0 or more, got {self.distill_weight}")
         return self

@@ -105,62 +105,26 @@ def gated_loss(cfg: "TrainConfig", model, batch: dict) -> torch.Tensor:
     Without a gate: ``cfg.loss`` on the output (+ the weighted :func:`chroma_loss` and :func:`grey_loss`). With a gate
     (output I + a (T(I) - I)): the same on the gated output, plus the loss of the ungated T on the pairs that
     were recoloured (so T learns the whole correction even where a hesitates) and a binary cross-entropy that
-    teaches a whether the pair was recoloured (or how much of its correction helps: ``cfg.gate_target``).
-    Cut-and-paste composites (``batch["pasted"]``, no ground truth) count only in :func:`paste_terms`.
+    teaches a whether the pair was recoloured (or how much of its correction helps: ``cfg.gate_target``). With a
+    teacher, :func:`_distill_terms`. With ``apply_size`` the network sees ``net_composite``/``net_mask`` and its
+    transform is applied to the larger ``composite``.
     """
     core = model.module if hasattr(model, "module") else model
     comp, mask, real, semantic = batch["composite"], batch["mask"], batch["real"], batch["semantic"]
-    net_comp, net_mask = batch.get("net_composite", comp), batch.get("net_mask", mask)  # apply_size: the network's copy
+    net_comp, net_mask = batch.get("net_composite", comp), batch.get("net_mask", mask)
     if not core.config.gate:
         params = model(net_comp, net_mask, semantic, parts=True)[0]
         pred = composite(apply_affine(params, comp), comp, mask)
-        paired = _paired(batch)
-        loss = _paired_terms(cfg, pred[paired], real[paired], mask[paired]) if paired.any() else pred.new_zeros(())
-        return loss + _distill_terms(cfg, pred[paired], _subset(batch, paired)) + paste_terms(cfg, pred, batch)
+        return _paired_terms(cfg, pred, real, mask) + _distill_terms(cfg, pred, batch)
     params, logit = model(net_comp, net_mask, semantic, parts=True)
     alpha = torch.sigmoid(logit)[:, :, None, None]
     pred = composite(apply_affine(params * alpha, comp), comp, mask)
-    loss = paste_terms(cfg, pred, batch)
-    paired = _paired(batch)
-    if paired.any():
-        b = _subset(batch, paired)
-        changed = b["changed"].view(-1)
-        loss = loss + _gate_terms(cfg, b["composite"], b["mask"], b["real"], pred[paired], params[paired],
-                                  logit[paired], changed) + _distill_terms(cfg, pred[paired], b, (params * alpha)[paired])
-        if cfg.second_pass > 0:
-            loss = loss + cfg.second_pass * _second_look(cfg, model, b["composite"], b["mask"], b["real"],
-                                                         b["semantic"], params[paired], logit[paired], changed)
+    changed = batch["changed"].view(-1)
+    loss = _gate_terms(cfg, comp, mask, real, pred, params, logit, changed) + _distill_terms(cfg, pred, batch,
+                                                                                           params * alpha)
+    if cfg.second_pass > 0:
+        loss = loss + cfg.second_pass * _second_look(cfg, model, comp, mask, real, semantic, params, logit, changed)
     return loss
-
-
-def _paired(batch: dict) -> torch.Tensor:
-    """Which items have a ground truth (all but the cut-and-paste composites), a B bool tensor."""
-    pasted = batch.get("pasted")
-    if pasted is None:
-        return torch.ones(batch["composite"].shape[0], dtype=torch.bool, device=batch["composite"].device)
-    return pasted.view(-1) < 0.5
-
-
-def _subset(batch: dict, keep: torch.Tensor) -> dict:
-    return batch if bool(keep.all()) else {k: v[keep] for k, v in batch.items()}
-
-
-#: chroma a pasted object may lose for free (opponent-space units of :func:`_chroma`, about 1.5 units of Lab C*)
-PASTE_TOLERANCE = 0.01
-
-
-def paste_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict) -> torch.Tensor:
-    """On the cut-and-paste composites (no ground truth), ``cfg.paste_weight`` x the foreground's mean chroma
-    lost beyond :data:`PASTE_TOLERANCE`: a real object pasted into a scene may be re-lit, not greyed. Averaged
-    over the whole batch, so the term weighs as the share of pasted items (0 without any)."""
-    pasted = batch.get("pasted")
-    if pasted is None or not bool((pasted > 0.5).any()):
-        return pred.new_zeros(())
-    keep = pasted.view(-1) > 0.5
-    comp, mask = batch["composite"][keep], batch["mask"][keep][:, 0]
-    area = mask.sum(dim=(1, 2)).clamp_min(1.0)
-    lost = ((_chroma(comp) - _chroma(pred[keep])) * mask).sum(dim=(1, 2)) / area
-    return cfg.paste_weight * torch.relu(lost - PASTE_TOLERANCE).sum() / pasted.numel()
 
 
 def _gate_terms(cfg: "TrainConfig", comp, mask, real, pred, params, logit, changed) -> torch.Tensor:
