@@ -24,7 +24,7 @@ import numpy as np
 
 from . import limits
 from .batch import BatchReport, run_batch
-from .data.io import _other_aspect, header_pixels, read_image, read_mask, write_image
+from .data.io import header_pixels, other_aspect, read_image, read_mask, write_image
 from .data.pairing import FolderIndex, Item, dataset_layout, list_images, pair_items
 from .errors import InputError, UsageError
 from .files import atomic_open, atomic_write
@@ -75,7 +75,7 @@ def pairs_to_score(dataset: Path, limit: int | None = None) -> tuple[list[Item],
 def _check_real_shape(item: Item, real: np.ndarray, composite: np.ndarray) -> None:
     """InputError naming the real image when its aspect ratio is not its composite's (nothing to score against)."""
     (rh, rw), (ch, cw) = real.shape[:2], composite.shape[:2]
-    if _other_aspect(rh, rw, ch, cw):
+    if other_aspect(rh, rw, ch, cw):
         raise InputError(f"{item.real}: the real image is {rw}x{rh} but its composite {item.composite.name} is {cw}x{ch} "
                          "(different aspect ratio)")
 

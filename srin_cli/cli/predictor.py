@@ -4,6 +4,7 @@ predictor the same way. Nothing heavy is imported until it is called."""
 from __future__ import annotations
 
 from pathlib import Path
+
 from .common import Device, print_notes, resolve_device
 from .options import SegmenterChoice
 

@@ -93,13 +93,13 @@ def train_config(params: dict, segmenter: SegmenterChoice):
     if p["loss"] is None:  # --loss itself is checked by its option; a run folder's config.json is checked here
         p["loss"] = LOSSES.check((saved_loss(out) if resume else None) or "fn-l1")
     p["widths"], p["norm_levels"] = _int_list("--widths", p["widths"]), _int_list("--norm-levels", p["norm_levels"])
-    _check_init(p["init"])
-    if p["teacher"] is not None and not p["teacher"].is_file():
-        raise ValueError(f"--teacher {p['teacher']}: no such checkpoint")
+    _check_checkpoint(p["init"], "--init")
+    _check_checkpoint(p["teacher"], "--teacher")
     _check_run_folder(out, data, val, p["maps"])
     device = resolve_device(p["device"])
     p.update(data=_one_or_list(data), out=str(out), val=_one_or_list(val) if val else None, device=device,
-             init=str(p["init"]) if p["init"] else None, teacher=str(p["teacher"]) if p["teacher"] else None, maps=str(p["maps"]) if p["maps"] else None,
+             init=str(p["init"]) if p["init"] else None, teacher=str(p["teacher"]) if p["teacher"] else None,
+             maps=str(p["maps"]) if p["maps"] else None,
              segmenter=segmenter.name,
              segmenter_options={k: str(v) if isinstance(v, Path) else v  # config.json holds text
                                 for k, v in segmenter.kwargs(device=device).items()})
@@ -113,9 +113,9 @@ def _one_or_list(paths: list[Path]) -> str | list[str]:
     return [str(d) for d in paths] if len(paths) > 1 else str(paths[0])
 
 
-def _check_init(init: Path | None) -> None:
-    if init is not None and not init.is_file():
-        raise ValueError(f"--init {init}: no such checkpoint")
+def _check_checkpoint(path: Path | None, option: str) -> None:
+    if path is not None and not path.is_file():
+        raise ValueError(f"{option} {path}: no such checkpoint")
 
 
 #: the options a recipe run takes from the command line; every other training option belongs to the recipe
@@ -134,7 +134,7 @@ def _train_recipe(ctx: typer.Context, recipe: Optional[str], from_stage: Optiona
                    and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP"))
     if given:
         raise ValueError(f"{', '.join(given)}: set by the recipe (copy its .toml file, edit it and pass its path)")
-    _check_init(init)
+    _check_checkpoint(init, "--init")
     plan = load_recipe(recipe)
     _check_run_folder(out, data, val or [], maps)
     run_config = {"data": _one_or_list(data), "val": _one_or_list(val) if val else None,

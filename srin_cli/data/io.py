@@ -181,7 +181,8 @@ def _mask_of_rgba(img: Image.Image, path: Path) -> np.ndarray:
     return arr
 
 
-def _other_aspect(mh: int, mw: int, h: int, w: int) -> bool:
+def other_aspect(mh: int, mw: int, h: int, w: int) -> bool:
+    """An mh x mw picture (a mask, a real photo) is not of the aspect ratio of an h x w one (1 % tolerance)."""
     return abs(mh / mw - h / w) > 0.01 * (h / w)
 
 
@@ -209,7 +210,7 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     img = _open(path, size)
     mode = img.mode
     factor = min(img.size[1] // size[0], img.size[0] // size[1]) // 2 if size is not None else 0
-    if factor >= 2 and not _other_aspect(img.size[1], img.size[0], *size):  # a mask 4+ times its image's side
+    if factor >= 2 and not other_aspect(img.size[1], img.size[0], *size):  # a mask 4+ times its image's side
         if img.mode in ("RGB", "RGBA", "LA"):
             # reduced band by band (Image.reduce would first make a premultiplied copy of an RGBA image, 4 bytes
             # a pixel), then read as usual
@@ -234,7 +235,7 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     if size is not None and arr.shape != tuple(size):
         h, w = size
         mh, mw = arr.shape
-        if _other_aspect(mh, mw, h, w):
+        if other_aspect(mh, mw, h, w):
             raise InputError(f"{path}: mask is {mw}x{mh} but the image is {w}x{h} (different aspect ratio)")
         factor = min(mh // h, mw // w) // 2
         if factor >= 2:  # a mask 4+ times the image's side: an 8-bit box reduction first, to 2-3 times its side

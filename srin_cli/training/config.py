@@ -58,12 +58,12 @@ class TrainConfig:
     # the second look's gradient also flows back through the first step into the first pass (the two passes are
     # trained as one; off: the first step is a fixed input of the second look)
     unroll: bool = False
-    # distillation: a checkpoint run as harmonize runs it (its mirror average, second look and gate bias), whose
-    # output the one-pass model is also taught, with this weight, on the items where that output is closer to
-    # the real photo than the model's own (the teacher's extra passes, at the cost of one)
     # the size training items are made at, the transform applied at and the loss taken at, the network still
     # seeing image_size (None: image_size): as harmonize applies the transform to the photo at its own resolution
     apply_size: int | None = None
+    # distillation: a checkpoint run as harmonize runs it (its mirror average, second look and gate bias), whose
+    # transform and output the one-pass model is also taught, with this weight, on the items where its output is
+    # closer to the real photo than the model's own (the teacher's extra passes, at the cost of one)
     teacher: str | None = None
     distill_weight: float = 0.0
 
@@ -82,14 +82,14 @@ class TrainConfig:
             raise ValueError("--second-pass needs --gate (the second look is a gated model's)")
         if self.unroll and self.second_pass == 0:
             raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
+        if self.distill_weight < 0:
+            raise ValueError(f"--distill-weight must be 0 or more, got {self.distill_weight}")
         if (self.teacher is None) != (self.distill_weight == 0):
             raise ValueError("--teacher and --distill-weight go together (a teacher checkpoint and a weight above 0)")
         if self.apply_size is not None and (self.apply_size % 16 or not self.image_size <= self.apply_size <= 1024):
             raise ValueError(f"--apply-size must be a multiple of 16 from --image-size to 1024, got {self.apply_size}")
         if self.apply_size is not None and self.second_pass > 0:
             raise ValueError("--apply-size and --second-pass do not go together")
-        if self.distill_weight < 0:
-            raise ValueError(f"--distill-weight must be 0 or more, got {self.distill_weight}")
         return self
 
     def data_roots(self) -> list[str]:

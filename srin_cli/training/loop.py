@@ -129,7 +129,8 @@ def _teacher(cfg: TrainConfig, device: torch.device, log) -> torch.nn.Module | N
 
 
 def run_epoch(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, device: torch.device,
-              average: WeightAverage | None = None, on_step=None, teacher: torch.nn.Module | None = None) -> tuple[float, int]:
+              average: WeightAverage | None = None, on_step=None,
+              teacher: torch.nn.Module | None = None) -> tuple[float, int]:
     """One pass over ``loader``: an optimizer step on :func:`gated_loss` per batch, then the weight average's
     update. Returns this rank's loss summed over its images, and their number. ``on_step(step, steps,
     mean_loss)`` is called after each step; with ``teacher``, its outputs join each batch (distillation)."""

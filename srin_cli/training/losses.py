@@ -157,7 +157,8 @@ def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, 
     return _gate_terms(cfg, moved, mask, real, pred2, params2, logit2, changed)
 
 
-def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict, params: torch.Tensor | None = None) -> torch.Tensor:
+def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict,
+                   params: torch.Tensor | None = None) -> torch.Tensor:
     """``cfg.distill_weight`` x the distance to the teacher (``batch["teacher"]``, its transform: see
     :func:`teacher_outputs`), counted only on the items where the teacher's output is closer to the real photo than
     this output is: the teacher's better answers are taught, never its mistakes (0 without a teacher). The distance

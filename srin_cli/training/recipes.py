@@ -154,7 +154,7 @@ def parse_recipe(raw: dict, text: str = "", where: str = "recipe") -> Recipe:
         raise ValueError(f"{where}: no stages")
     if set(inference) - INFERENCE_KEYS:
         raise ValueError(f"{where} [inference]: unknown keys {sorted(set(inference) - INFERENCE_KEYS)}")
-    _check_inference(inference, where)
+    _check_inference(inference, f"{where} [inference]")
     return Recipe(raw["name"], raw["version"], raw.get("description", ""), tuple(stages), dict(inference), text)
 
 
@@ -184,17 +184,17 @@ def _same_type(value, default) -> bool:
     return isinstance(value, type(default))
 
 
-def _check_inference(inference: dict, where: str) -> None:
-    """The [inference] switches by the rules a checkpoint's config is loaded by, so a bad value is refused before
-    the first stage, not found in the finished model."""
+def _check_inference(switches: dict, where: str) -> None:
+    """Inference switches ([inference], a stage's teacher) by the rules a checkpoint's config is loaded by, so a bad
+    value is refused before the first stage, not found in the finished model."""
     from ..errors import CheckpointError
     from ..model_config import check_config
 
-    for key, value in inference.items():
+    for key, value in switches.items():
         try:  # check_config asks for an image_size: any valid one
             check_config({key: value, "image_size": 128}, where, known=(key, "image_size"))
         except CheckpointError:
-            raise ValueError(f"{where} [inference]: {key} = {value!r} is not a valid value") from None
+            raise ValueError(f"{where}: {key} = {value!r} is not a valid value") from None
 
 
 def average_checkpoints(paths: list[Path]):

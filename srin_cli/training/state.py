@@ -73,7 +73,8 @@ def start_state(cfg: TrainConfig, resume: bool, out: Path, device: torch.device,
     ``cfg.seed``), warm-started from ``cfg.init`` if given."""
     _seed_everything(cfg.seed)
     model = build_model(cfg.norm, widths=tuple(cfg.widths), image_size=cfg.image_size, norm_levels=tuple(cfg.norm_levels),
-                        gate=cfg.gate, segmenter=cfg.segmenter, segmenter_options=portable_options(cfg.segmenter_options)).to(device)
+                        gate=cfg.gate, segmenter=cfg.segmenter,
+                        segmenter_options=portable_options(cfg.segmenter_options)).to(device)
     last = out / "last.pt"
     if resume and last.exists():
         payload = read_checkpoint(last)
