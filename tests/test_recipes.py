@@ -182,3 +182,28 @@ def test_a_distilling_stage_is_taught_by_its_starting_weights_with_the_teacher_s
     assert not model.config.flip_average and model.config.second_pass_bias is None
     config = (out / "second" / "config.json").read_text()
     assert '"distill_weight": 1.0' in config and "teacher.pt" in config
+
+
+def test_relight_keeps_the_background_and_changes_the_light():
+    rng = np.random.default_rng(1)
+    image = rng.integers(30, 220, (40, 40, 3), dtype=np.uint8)
+    mask = np.zeros((40, 40), np.float32)
+    mask[10:30, 10:30] = 1.0
+    comp, method, fmse = synthesize(image, mask, lambda: None, np.random.default_rng(2), methods=("relight",))
+    assert method == "relight" and fmse == foreground_mse(comp, image, mask) > 0
+    assert np.array_equal(comp[mask == 0], image[mask == 0])
+    again, _, _ = synthesize(image, mask, lambda: None, np.random.default_rng(2), methods=("relight",))
+    assert np.array_equal(comp, again)
+
+
+def test_only_one_architectures_checkpoints_average(tmp_path):
+    """A soup of two networks of different widths, or one gated and one not, is refused (their weights have no mean)."""
+    from srin_cli.build import build_model, save_checkpoint
+    from srin_cli.training.recipes import average_checkpoints
+
+    save_checkpoint(tmp_path / "a.pt", build_model("srin", widths=(4, 8), norm_levels=(0,), image_size=32, gate=True))
+    others = {"wider": {"widths": (4, 12), "gate": True}, "no_gate": {"widths": (4, 8), "gate": False}}
+    for name, arch in others.items():
+        save_checkpoint(tmp_path / f"{name}.pt", build_model("srin", norm_levels=(0,), image_size=32, **arch))
+        with pytest.raises(ValueError, match="another architecture"):
+            average_checkpoints([tmp_path / "a.pt", tmp_path / f"{name}.pt"])
