@@ -108,13 +108,12 @@ class _Base(Dataset):
             self._labels[(index, k)] = self.segmenters[k](image)
         return self._labels[(index, k)]
 
-    def _pack(self, comp, real, mask, labels, changed: bool = True, relit: bool = False) -> dict:
+    def _pack(self, comp, real, mask, labels, changed: bool = True) -> dict:
         item = {
             "composite": to_tensor(comp),
             "real": to_tensor(real),
             "mask": to_tensor(mask),
             "changed": torch.tensor([float(changed)]),
-            "relit": torch.tensor([float(relit)]),
         }
         if self.net_size is None or comp.shape[:2] == (self.net_size, self.net_size):
             item["semantic"] = to_tensor(encode_semantic(labels, comp, mask))
@@ -273,7 +272,6 @@ class SynthesizedPairs(_Base):
         if labels is not None and labels.shape != real.shape[:2]:
             labels = cv2.resize(labels, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_NEAREST)
         draw = rng.random() if (recipe.untouched or recipe.mild) else 1.0
-        lit = False
         if draw < recipe.untouched:
             comp, changed = real.copy(), False
         else:
@@ -290,7 +288,7 @@ class SynthesizedPairs(_Base):
             labels = self._segment_view(rng, real)
         elif labels is None:
             labels = self.labels_for(index, real)
-        return self._pack(comp, real, mask, labels, changed, lit)
+        return self._pack(comp, real, mask, labels, changed)
 
 
 class FixedPairs(_Base):

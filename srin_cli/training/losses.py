@@ -160,9 +160,8 @@ def _second_look(cfg: "TrainConfig", model, comp, mask, real, semantic, params, 
 def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict,
                    params: torch.Tensor | None = None) -> torch.Tensor:
     """``cfg.distill_weight`` x the distance to the teacher (``batch["teacher"]``, its transform: see
-    :func:`teacher_outputs`), counted only on the recoloured items (not untouched, not re-lit) where the teacher's
-    output is closer to the real photo than this output is: the teacher's better answers are taught, never its
-    mistakes (0 without a teacher). The distance
+    :func:`teacher_outputs`), counted only on the items where the teacher's output is closer to the real photo than
+    this output is: the teacher's better answers are taught, never its mistakes (0 without a teacher). The distance
     is ``cfg.loss`` + the squared-error term between the outputs and, given the one-pass transform ``params`` (gate
     applied), the mean absolute difference of the transforms over the foreground: the teacher's transform, not
     only its output at the training size, is what harmonize applies to a full-resolution photo."""
@@ -174,9 +173,6 @@ def _distill_terms(cfg: "TrainConfig", pred: torch.Tensor, batch: dict,
     values = _foreground_values(pred, mask)
     per_item = lambda d: (d.sum(dim=(1, 2, 3)) / values)  # noqa: E731
     better = (per_item((target - real) ** 2) < per_item((pred.detach() - real) ** 2)).float()
-    # recoloured pairs only: on an untouched or a re-lit pair the real photo is an exact target the teacher
-    # misses (it moves real photos a little and undoes light less well than it undoes colour transfers)
-    better = better * batch["changed"].view(-1) * (1 - batch.get("relit", torch.zeros_like(batch["changed"])).view(-1))
     if not better.any():
         return pred.new_zeros(())
     terms = per_item((pred - target).abs())
