@@ -16,7 +16,7 @@ from .errors import CheckpointError
 
 # UNetConfig's fields (srin_cli.modeling.unet; tests/test_hardening_paths.py keeps the two lists equal)
 KNOWN_KEYS = ("norm", "widths", "semantic_channels", "norm_levels", "image_size", "gate", "gate_bias", "segmenter",
-              "segmenter_options", "flip_average", "second_pass_bias")
+              "segmenter_options", "flip_average", "second_pass_bias", "second_pass_flip")
 # keys of options srin no longer has, accepted at their "off" value only (the shipped models' configs hold them)
 RETIRED_KEYS = {"global_branch": False, "regions": 0}
 IMAGE_SIZE = (16, 1024)
@@ -65,6 +65,7 @@ def check_config(config, source: str, known=KNOWN_KEYS + tuple(RETIRED_KEYS)) ->
             isinstance(k, str) and (type(x) in (bool, str) or _number(x, 1e6)) for k, x in v.items()),
         "flip_average": lambda v: type(v) is bool,
         "second_pass_bias": lambda v: v is None or _number(v, MAX_BIAS),
+        "second_pass_flip": lambda v: v is None or type(v) is bool,
         **{key: (lambda off: lambda v: type(v) is type(off) and v == off)(off) for key, off in RETIRED_KEYS.items()},
     }
     for key, ok in checks.items():

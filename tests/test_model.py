@@ -169,6 +169,37 @@ def test_second_pass_runs_the_network_again_on_its_output_in_eval_mode_only(tmp_
         assert torch.equal(model.transform(image, mask, semantic), plain.train().transform(image, mask, semantic))
 
 
+def test_second_pass_flip_false_looks_once_after_a_mirror_averaged_first_pass(tmp_path):
+    """flip_average with second_pass_flip=False: the first transform averages the two views, the second look runs
+    on one view (three passes); None keeps the mirror average in both (four); the switch is saved and reloaded."""
+    from srin_cli.modeling.unet import apply_affine, compose_affine, composite
+
+    torch.manual_seed(0)
+    model = build_model("srin", gate=True, **TINY)
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    torch.nn.init.normal_(model.gate_head[-1].weight, std=0.5)
+    image, mask, semantic = _inputs()
+    model.eval()
+    with torch.no_grad():
+        model.config.flip_average, model.config.gate_bias = True, -0.5
+        first = model.transform(image, mask, semantic)  # mirror-averaged, no second look
+        moved = composite(apply_affine(first, image), image, mask)
+        model.config.flip_average, model.config.gate_bias = False, -1.0
+        second_once = model.transform(moved, mask, semantic)
+        model.config.flip_average = True
+        second_both = model.transform(moved, mask, semantic)
+        model.config.gate_bias, model.config.second_pass_bias = -0.5, -1.0
+        model.config.second_pass_flip = False
+        assert torch.allclose(model.transform(image, mask, semantic), compose_affine(second_once, first), atol=1e-6)
+        save_checkpoint(tmp_path / "m.pt", model)
+        loaded, payload = load_model(tmp_path / "m.pt")
+        assert payload["config"]["second_pass_flip"] is False
+        assert torch.equal(loaded.transform(image, mask, semantic), model.transform(image, mask, semantic))
+        model.config.second_pass_flip = None
+        assert torch.allclose(model.transform(image, mask, semantic), compose_affine(second_both, first), atol=1e-6)
+        assert not torch.allclose(second_once, second_both, atol=1e-4)
+
+
 class Payload:
     ran = False
 

@@ -55,6 +55,9 @@ class UNetConfig:
     # the two transforms are composed into one (None: one pass). A foreground the first pass left far from
     # its surroundings is corrected further; one it brought into place mostly closes the second gate.
     second_pass_bias: float | None = None
+    # whether the second look also averages the mirror view (None: as flip_average). False with flip_average: the
+    # first pass averages the two views, the second looks once (three network passes instead of four)
+    second_pass_flip: bool | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -153,17 +156,21 @@ class HarmonizationUNet(nn.Module):
     def transform(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         """The transform to apply (B x 12 x H/2 x W/2), already scaled by the gate when the model has one,
         averaged with the mirror view's when ``flip_average`` and composed with a second pass's when
-        ``second_pass_bias`` is set (both in eval mode only)."""
-        first = self._views(image, mask, semantic, self.config.gate_bias)
-        if self.training or self.config.second_pass_bias is None or self.gate_head is None:
+        ``second_pass_bias`` is set (its own mirror average per ``second_pass_flip``; all in eval mode only)."""
+        c = self.config
+        first = self._views(image, mask, semantic, c.gate_bias, c.flip_average)
+        if self.training or c.second_pass_bias is None or self.gate_head is None:
             return first
         moved = composite(apply_affine(first, image), image, mask)
-        second = self._views(moved, mask, semantic, self.config.second_pass_bias)
+        flip = c.flip_average if c.second_pass_flip is None else c.second_pass_flip
+        second = self._views(moved, mask, semantic, c.second_pass_bias, flip)
         return compose_affine(second, first)
 
-    def _views(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor, gate_bias: float) -> torch.Tensor:
-        """The gated transform of one view, or the mean of the composite's and its mirror image's."""
-        if self.config.flip_average and not self.training:
+    def _views(self, image: torch.Tensor, mask: torch.Tensor, semantic: torch.Tensor, gate_bias: float,
+               flip: bool) -> torch.Tensor:
+        """The gated transform of one view, or (``flip``, eval mode) the mean of the composite's and its mirror
+        image's."""
+        if flip and not self.training:
             n = image.shape[0]
             both = self._gated(*(torch.cat([t, t.flip(-1)]) for t in (image, mask, semantic)), gate_bias=gate_bias)
             return (both[:n] + both[n:].flip(-1)) / 2

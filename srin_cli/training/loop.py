@@ -124,6 +124,7 @@ def _teacher(cfg: TrainConfig, device: torch.device, log) -> torch.nn.Module | N
         p.requires_grad_(False)
     c = teacher.config
     log(f"teacher {cfg.teacher}: flip_average={c.flip_average} second_pass_bias={c.second_pass_bias} "
+        f"second_pass_flip={c.second_pass_flip} "
         f"gate_bias={c.gate_bias}, distill weight {cfg.distill_weight}")
     return teacher
 

@@ -30,7 +30,8 @@ A recipe is a small TOML file (``srin_cli/recipes/NAME.toml``, or any path)::
     name = "soup"
     average = ["base", "light"]   # no training: the mean of the named stages' weights
 
-    [inference]          # switches of the final model (UNetConfig): gate_bias, flip_average, second_pass_bias
+    [inference]          # switches of the final model (UNetConfig): gate_bias, flip_average, second_pass_bias,
+                         # second_pass_flip
     gate_bias = -0.5
 
 ``srin train DATA... --recipe NAME -o RUN`` runs every stage into ``RUN/STAGE/`` (its own ``log.csv``, checkpoints
@@ -57,7 +58,7 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 #: Options a recipe may not set: where the data and the run live, and how this machine runs it.
 RUN_KEYS = frozenset({"data", "out", "val", "device", "threads", "workers", "limit", "val_limit", "init", "onnx",
                       "segmenter_options", "maps"})
-INFERENCE_KEYS = frozenset({"gate_bias", "flip_average", "second_pass_bias"})
+INFERENCE_KEYS = frozenset({"gate_bias", "flip_average", "second_pass_bias", "second_pass_flip"})
 STAGE_KEYS = frozenset({"name", "average", "teacher"})
 
 
