@@ -137,6 +137,8 @@ def test_training_options_beside_a_recipe_are_refused(tmp_path, tiny_train):
     ('name = "x"\nversion = 1\noptions = 3\n[[stages]]\nname = "a"\nepochs = 1\n', "are tables"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[[stages]]\nname = "b"\naverage = "a"\n', "averages"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[inference]\nflip_average = 1\n', "flip_average = 1"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[inference]\nsecond_pass_flip = "no"\n',
+     "second_pass_flip = 'no'"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ngate = true\ndistill_weight = 1.0\n', "go together"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ngate = true\nteacher = { flip_average = true }\n',
      "go together"),
@@ -157,6 +159,8 @@ def test_shipped_recipes_parse():
     recipe = load_recipe("default")
     assert recipe.stage_names()[0] == "base" and "epochs" in recipe.stages[0].options
     assert recipe.stages[-1].options["relight"] > 0  # the model ends on re-lit objects beside the colour transfers
+    shipped = load_model(Path(__file__).resolve().parents[1] / "srin_cli" / "models" / "srin_default.pt")[0].config
+    assert {k: getattr(shipped, k) for k in recipe.inference} == recipe.inference  # harmonize runs the recipe's switches
     # the one-pass recipe BENCHMARKS.md measures: the default's stages, then one taught by its own starting weights
     # run with the mirror average and a second look, applied at 256 px; it runs one pass
     one = load_recipe(str(Path(__file__).resolve().parents[1] / "benchmarks" / "recipes" / "one_pass.toml"))
