@@ -104,11 +104,17 @@ def test_checkpoint_round_trip_rebuilds_architecture(tmp_path):
         assert torch.equal(loaded(image, mask, semantic), model.eval()(image, mask, semantic))
 
 
-def test_flip_average_is_the_mean_of_the_two_views_in_eval_mode_only(tmp_path):
+def _visible_gated_model():
+    """A tiny gated model, seeded, whose transform and gate are far enough from zero for its views to differ."""
     torch.manual_seed(0)
     model = build_model("srin", gate=True, **TINY)
     torch.nn.init.normal_(model.head.weight, std=0.1)
     torch.nn.init.normal_(model.gate_head[-1].weight, std=0.5)
+    return model
+
+
+def test_flip_average_is_the_mean_of_the_two_views_in_eval_mode_only(tmp_path):
+    model = _visible_gated_model()
     image, mask, semantic = _inputs()
     model.eval()
     with torch.no_grad():
@@ -140,10 +146,7 @@ def test_compose_affine_is_one_transform_then_the_other():
 def test_second_pass_runs_the_network_again_on_its_output_in_eval_mode_only(tmp_path):
     from srin_cli.modeling.unet import apply_affine, composite
 
-    torch.manual_seed(0)
-    model = build_model("srin", gate=True, **TINY)
-    torch.nn.init.normal_(model.head.weight, std=0.1)
-    torch.nn.init.normal_(model.gate_head[-1].weight, std=0.5)
+    model = _visible_gated_model()
     model.config.flip_average, model.config.gate_bias = True, -0.5
     image, mask, semantic = _inputs()
     model.eval()
@@ -174,10 +177,7 @@ def test_second_pass_flip_false_looks_once_after_a_mirror_averaged_first_pass(tm
     on one view (three passes); None keeps the mirror average in both (four); the switch is saved and reloaded."""
     from srin_cli.modeling.unet import apply_affine, compose_affine, composite
 
-    torch.manual_seed(0)
-    model = build_model("srin", gate=True, **TINY)
-    torch.nn.init.normal_(model.head.weight, std=0.1)
-    torch.nn.init.normal_(model.gate_head[-1].weight, std=0.5)
+    model = _visible_gated_model()
     image, mask, semantic = _inputs()
     model.eval()
     with torch.no_grad():

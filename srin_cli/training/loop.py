@@ -122,10 +122,10 @@ def _teacher(cfg: TrainConfig, device: torch.device, log) -> torch.nn.Module | N
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    c = teacher.config
-    log(f"teacher {cfg.teacher}: flip_average={c.flip_average} second_pass_bias={c.second_pass_bias} "
-        f"second_pass_flip={c.second_pass_flip} "
-        f"gate_bias={c.gate_bias}, distill weight {cfg.distill_weight}")
+    from .recipes import INFERENCE_KEYS
+
+    switches = " ".join(f"{k}={getattr(teacher.config, k)}" for k in sorted(INFERENCE_KEYS))
+    log(f"teacher {cfg.teacher}: {switches}, distill weight {cfg.distill_weight}")
     return teacher
 
 
