@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from srin_cli.build import load_model
 from srin_cli.cli.main import app
-from srin_cli.data.synthesis import foreground_mse, synthesize
+from srin_cli.data.synthesis import foreground_mse, relight_scene, synthesize
 from srin_cli.training.recipes import available, load_recipe, parse_recipe
 
 runner = CliRunner()
@@ -198,6 +198,29 @@ def test_relight_keeps_the_background_and_changes_the_light():
     assert np.array_equal(comp[mask == 0], image[mask == 0])
     again, _, _ = synthesize(image, mask, lambda: None, np.random.default_rng(2), methods=("relight",))
     assert np.array_equal(comp, again)
+
+
+def test_relight_scene_relights_the_photo_and_pastes_the_object_back_as_photographed():
+    """The target is the whole photo re-lit; the composite is that photo with the object exactly as photographed
+    (soft mask blended), so the object's own colours are what a model sees and the scene's light what it must add."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(30, 220, (40, 40, 3), dtype=np.uint8)
+    mask = np.zeros((40, 40), np.float32)
+    mask[10:30, 10:30] = 1.0
+    mask[9, 10:30] = 0.5  # a soft edge
+    comp, target, fmse = relight_scene(image, mask, np.random.default_rng(2))
+    assert np.array_equal(comp[mask == 1], image[mask == 1])  # the object as photographed
+    assert np.array_equal(comp[mask == 0], target[mask == 0])  # the scene under the new light
+    assert not np.array_equal(target[mask == 0], image[mask == 0])
+    edge = np.rint(0.5 * target[9, 10:30].astype(np.float32) + 0.5 * image[9, 10:30])
+    assert np.abs(comp[9, 10:30] - edge).max() <= 1
+    assert fmse == foreground_mse(comp, target, mask) > 0
+    assert 100 <= fmse <= 4000 or fmse == relight_scene(image, mask, np.random.default_rng(2))[2]
+    again = relight_scene(image, mask, np.random.default_rng(2))
+    assert np.array_equal(comp, again[0]) and np.array_equal(target, again[1])
+    # no foreground: the photo twice, nothing to learn
+    none = relight_scene(image, np.zeros((40, 40), np.float32), np.random.default_rng(2))
+    assert none[2] == 0.0 and np.array_equal(none[0], image) and np.array_equal(none[1], image)
 
 
 def test_only_one_architectures_checkpoints_average(tmp_path):

@@ -112,6 +112,32 @@ def test_recipe_pools_folders_and_leaves_a_share_untouched(tmp_path):
         Recipe(degrade=-0.1)
 
 
+def test_scene_light_share_gives_pairs_whose_target_is_relit(tmp_path):
+    """--scene-light 1 with --relight 1: every changed pair keeps the object as photographed and re-lights the
+    target's scene; at 0 the draws are those of a run without the option (older runs replay exactly)."""
+    import numpy as np
+
+    from srin_cli.data.datasets import Recipe, open_training_set
+
+    a = _photo_set(tmp_path / "a", 3)
+    seg = lambda img: np.ones(img.shape[:2], np.int32)  # noqa: E731
+    plain = open_training_set([a], 32, seg, recipe=Recipe(relight=1.0))
+    zero = open_training_set([a], 32, seg, recipe=Recipe(relight=1.0, scene_light=0.0))
+    scene = open_training_set([a], 32, seg, recipe=Recipe(relight=1.0, scene_light=1.0))
+    for i in range(3):
+        assert torch.equal(plain[i]["composite"], zero[i]["composite"]) and torch.equal(plain[i]["real"], zero[i]["real"])
+        item, photo = scene[i], plain[i]["real"]  # the real photo of a fg-relit pair is the photo itself
+        fg, bg = item["mask"][0] > 0.99, item["mask"][0] < 0.01
+        assert item["changed"].item() == 1.0
+        assert torch.allclose(item["composite"][:, fg], photo[:, fg], atol=1 / 255 + 1e-6)  # the object untouched
+        assert torch.equal(item["composite"][:, bg], item["real"][:, bg])  # the scene: re-lit in both
+        assert not torch.allclose(item["real"][:, bg], photo[:, bg], atol=2 / 255)
+    with pytest.raises(ValueError):
+        Recipe(relight=0.5, scene_light=1.5)
+    with pytest.raises(ValueError, match="needs relight"):
+        Recipe(scene_light=0.5)
+
+
 def _fg_chroma(image, mask) -> float:
     """Mean Lab chroma of a CHW float image's foreground (mask > 0.5)."""
     import cv2

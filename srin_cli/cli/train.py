@@ -35,6 +35,7 @@ def train(
     same_kind: o.SameKindOpt = 0.0,
     keep_chroma: o.KeepChromaOpt = 0.0,
     relight: o.RelightOpt = 0.0,
+    scene_light: o.SceneLightOpt = 0.0,
     degrade: o.DegradeOpt = 0.0,
     augment: o.AugmentOpt = False,
     ema: o.EmaOpt = 0.0,

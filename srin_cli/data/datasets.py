@@ -142,6 +142,9 @@ class Recipe:
     ``relight``: share of changed pairs whose foreground is re-lit instead of recoloured (synthesis ``relight``: white
     balance, tint, exposure, tone; the object's own colours kept), so the model learns to undo light without taking
     an object's colourfulness away.
+    ``scene_light``: share of the re-lit pairs whose scene is re-lit instead (synthesis.relight_scene): the object as
+    photographed, the target the whole photo under the new light, so a natural object is given the scene's light
+    rather than having its colour taken away.
     ``augment``: a random crop (60-100 % of each side, keeping the object) and a horizontal flip per item.
     """
 
@@ -153,6 +156,7 @@ class Recipe:
     keep_chroma: float = 0.0
     degrade: float = 0.0
     relight: float = 0.0
+    scene_light: float = 0.0
 
     def __post_init__(self):
         if not (0 <= self.untouched and 0 <= self.mild and self.untouched + self.mild <= 1):
@@ -165,6 +169,10 @@ class Recipe:
             raise ValueError(f"degrade must lie in [0, 1], got {self.degrade}")
         if not 0 <= self.relight <= 1:
             raise ValueError(f"relight must lie in [0, 1], got {self.relight}")
+        if not 0 <= self.scene_light <= 1:
+            raise ValueError(f"scene_light must lie in [0, 1], got {self.scene_light}")
+        if self.scene_light and not self.relight:
+            raise ValueError("scene_light is a share of the re-lit pairs: it needs relight > 0")
 
 
 def _object_kinds(root: Path, names: list[str]) -> list[str | None]:
@@ -260,7 +268,7 @@ class SynthesizedPairs(_Base):
         return pixels
 
     def __getitem__(self, index: int) -> dict:
-        from .synthesis import LIGHT_METHODS, degrade, match_chroma, synthesize
+        from .synthesis import LIGHT_METHODS, degrade, match_chroma, relight_scene, synthesize
 
         rng = np.random.default_rng([self.seed, self.epoch, index])
         real, mask = self.images[index], self.masks[index]
@@ -277,8 +285,11 @@ class SynthesizedPairs(_Base):
         else:
             low, high = recipe.mild_fmse if draw < recipe.untouched + recipe.mild else (100.0, 4000.0)
             lit = bool(recipe.relight) and rng.random() < recipe.relight  # no draw at 0: older runs replay exactly
-            comp, _, _ = synthesize(real, mask, lambda: self._reference(rng, index), rng, min_fmse=low, max_fmse=high,
-                                    **({"methods": LIGHT_METHODS} if lit else {}))
+            if lit and recipe.scene_light and rng.random() < recipe.scene_light:  # no draw at 0: older runs replay exactly
+                comp, real, _ = relight_scene(real, mask, rng, min_fmse=low, max_fmse=high)  # the target is re-lit too
+            else:
+                comp, _, _ = synthesize(real, mask, lambda: self._reference(rng, index), rng, min_fmse=low,
+                                        max_fmse=high, **({"methods": LIGHT_METHODS} if lit else {}))
             if not lit and recipe.keep_chroma and rng.random() < recipe.keep_chroma:  # no draw at 0: older runs replay exactly
                 comp = match_chroma(comp, real, mask)
             changed = True

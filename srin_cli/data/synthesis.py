@@ -18,7 +18,10 @@ composite:
 Beside these colour transfers, ``relight`` (:data:`LIGHT_METHODS`, drawn only when asked for) changes the
 light and the camera, not the object's colours: white balance of a colour temperature and a tint in linear
 RGB, exposure, then a tone curve, a contrast about the object's mean and a mild saturation look. A model
-taught both learns to undo a colour cast without taking an object's own colour away.
+taught both learns to undo a colour cast without taking an object's own colour away. :func:`relight_scene`
+turns it around: the scene is re-lit and the object is pasted back as photographed, the target being the whole
+photo under the new light, so the model also sees natural objects (like those of a real cut-and-paste composite)
+that need the scene's light, not a colour taken away.
 
 A composite is kept when its foreground MSE (0-255 scale) lies in ``[min_fmse, max_fmse]``
 (100..4000 by default); :func:`synthesize` retries with fresh draws and otherwise returns the
@@ -39,7 +42,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["METHODS", "LIGHT_METHODS", "transfer", "foreground_mse", "synthesize", "match_chroma", "degrade", "jpeg_round_trip"]
+__all__ = ["METHODS", "LIGHT_METHODS", "transfer", "relight_scene", "foreground_mse", "synthesize", "match_chroma", "degrade", "jpeg_round_trip"]
 
 METHODS: tuple[str, ...] = ("reinhard_lab", "covariance_rgb", "histogram_lab", "idt", "retouch")
 #: Changes of light and camera that keep the object's own colours (no reference); not in the default draw.
@@ -449,6 +452,36 @@ def _distance_to_range(value: float, low: float, high: float) -> float:
     if value > high:
         return float(np.log(value / high)) if high > 0.0 else float("inf")
     return 0.0
+
+
+def relight_scene(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, min_fmse: float = 100.0,
+                  max_fmse: float = 4000.0, tries: int = 6) -> tuple[np.ndarray, np.ndarray, float]:
+    """A training pair whose *scene* was re-lit: the whole photo under other light and camera settings (``relight``
+    over every pixel) is the target, and the composite is that photo with the object pasted back as photographed
+    (alpha-blended with the soft mask). The object keeps its own colours in the composite, as in a real
+    cut-and-paste composite; what it lacks is the scene's light.
+
+    As :func:`synthesize`: the first draw whose foreground MSE lies in ``[min_fmse, max_fmse]``, else the closest of
+    ``tries``. Returns ``(composite, target, fmse)``; without foreground, two copies of the photo and 0.0."""
+    _check_image(image)
+    _check_mask(mask, image.shape[:2])
+    if not (mask > 0.5).any():
+        return image.copy(), image.copy(), 0.0
+    whole = np.ones(mask.shape, np.float32)
+    alpha = mask.astype(np.float32)[..., None]
+    best: tuple[np.ndarray, np.ndarray, float] | None = None
+    best_distance = float("inf")
+    for _ in range(max(1, tries)):
+        target = transfer(image, whole, np.zeros((1, 3), np.uint8), "relight", rng)
+        composite = np.clip(np.rint(target + alpha * (image.astype(np.float32) - target)), 0, 255).astype(np.uint8)
+        fmse = foreground_mse(composite, target, mask)
+        distance = _distance_to_range(fmse, min_fmse, max_fmse)
+        if distance == 0.0:
+            return composite, target, fmse
+        if best is None or distance < best_distance:
+            best, best_distance = (composite, target, fmse), distance
+    assert best is not None
+    return best
 
 
 def synthesize(

@@ -39,6 +39,7 @@ class TrainConfig:
     keep_chroma: float = 0.0
     degrade: float = 0.0
     relight: float = 0.0  # share of changed pairs re-lit (light and camera) instead of recoloured
+    scene_light: float = 0.0  # share of the re-lit pairs whose scene is re-lit instead of the object
     gate: bool = False  # a confidence that the foreground needs correcting (unet.UNetConfig.gate)
     chroma_weight: float = 0.0  # weight of the foreground chroma term (chroma_loss)
     grey_weight: float = 0.0  # weight of the per-pixel chroma-loss term (grey_loss)

@@ -69,7 +69,8 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
 
     # first: the Recipe checks the shares before a segmenter is loaded
     recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment,
-                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade, relight=cfg.relight)
+                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade, relight=cfg.relight,
+                    scene_light=cfg.scene_light)
     segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
     if cfg.segmenter == DEFAULT_SEGMENTER and not cfg.maps and "scale" not in cfg.segmenter_options:
