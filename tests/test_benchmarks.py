@@ -1,5 +1,5 @@
-"""The benchmark scripts BENCHMARKS.md runs (targets.py, contact_sheet.py, chroma_guard.py) on 3 synthetic pairs
-(a few seconds)."""
+"""The benchmark scripts BENCHMARKS.md runs (targets.py, contact_sheet.py, chroma_guard.py, background_probe.py)
+on 3 synthetic pairs (a few seconds)."""
 from __future__ import annotations
 
 import csv
@@ -166,3 +166,21 @@ def test_a_model_spec_can_carry_a_chroma_limit(tmp_path):
         w = (s.mask > 0.5).astype(np.float32)
         assert targets.chroma(held(s.comp, s.mask), w) >= targets.chroma(s.comp, w) - 1e-6
     assert targets.make_runner("lab").__class__.__name__ == "ClassicalHarmonizer"
+
+
+def test_background_probe_keeps_the_object_and_takes_the_colour_out_of_the_scene():
+    probe = _load("background_probe")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    mask = np.zeros((12, 10), np.float32)
+    mask[3:9, 2:7] = 1.0
+    views = probe.backgrounds(image, mask)
+    assert list(views) == ["as is", "grey background", "desaturated background"]
+    fg, bg = mask > 0.5, mask <= 0.5
+    assert views["as is"] is image
+    for view in views.values():
+        assert np.array_equal(view[fg], image[fg])
+    assert (views["grey background"][bg] == 128).all()
+    flat = views["desaturated background"][bg].astype(int)
+    assert (flat.max(axis=1) == flat.min(axis=1)).all()
+    assert np.abs(flat[:, 0] - image[bg].mean(axis=1)).max() <= 0.5
