@@ -83,6 +83,8 @@ class TrainConfig:
             raise ValueError("--second-pass needs --gate (the second look is a gated model's)")
         if self.unroll and self.second_pass == 0:
             raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
+        if self.scene_light and not self.relight:
+            raise ValueError("--scene-light needs --relight (it is a share of the re-lit pairs)")
         if self.distill_weight < 0:
             raise ValueError(f"--distill-weight must be 0 or more, got {self.distill_weight}")
         if (self.teacher is None) != (self.distill_weight == 0):
