@@ -465,21 +465,40 @@ def relight_scene(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     ``tries``. Returns ``(composite, target, fmse)``; without foreground, two copies of the photo and 0.0."""
     _check_image(image)
     _check_mask(mask, image.shape[:2])
+    _check_tries(tries, min_fmse, max_fmse)
     if not (mask > 0.5).any():
         return image.copy(), image.copy(), 0.0
     whole = np.ones(mask.shape, np.float32)
     alpha = mask.astype(np.float32)[..., None]
-    best: tuple[np.ndarray, np.ndarray, float] | None = None
-    best_distance = float("inf")
-    for _ in range(max(1, tries)):
+
+    def draw() -> tuple[tuple[np.ndarray, np.ndarray, float], float]:
         target = transfer(image, whole, np.zeros((1, 3), np.uint8), "relight", rng)
         composite = np.clip(np.rint(target + alpha * (image.astype(np.float32) - target)), 0, 255).astype(np.uint8)
         fmse = foreground_mse(composite, target, mask)
+        return (composite, target, fmse), fmse
+
+    return _closest_draw(draw, tries, min_fmse, max_fmse)
+
+
+def _check_tries(tries: int, min_fmse: float, max_fmse: float) -> None:
+    if tries < 1:
+        raise ValueError(f"tries must be >= 1, got {tries}")
+    if min_fmse > max_fmse:
+        raise ValueError(f"min_fmse must be <= max_fmse, got {min_fmse} > {max_fmse}")
+
+
+def _closest_draw(draw: Callable[[], tuple[tuple, float]], tries: int, min_fmse: float, max_fmse: float) -> tuple:
+    """The first of up to ``tries`` calls of ``draw`` (each: ``(result, fmse)``) whose fMSE lies in
+    ``[min_fmse, max_fmse]``, else the result closest to that range (:func:`_distance_to_range`)."""
+    best: tuple | None = None
+    best_distance = float("inf")
+    for _ in range(tries):
+        result, fmse = draw()
         distance = _distance_to_range(fmse, min_fmse, max_fmse)
         if distance == 0.0:
-            return composite, target, fmse
+            return result
         if best is None or distance < best_distance:
-            best, best_distance = (composite, target, fmse), distance
+            best, best_distance = result, distance
     assert best is not None
     return best
 
@@ -510,31 +529,22 @@ def synthesize(
     """
     _check_image(image)
     _check_mask(mask, image.shape[:2])
-    if tries < 1:
-        raise ValueError(f"tries must be >= 1, got {tries}")
+    _check_tries(tries, min_fmse, max_fmse)
     methods = tuple(methods)
     if not methods:
         raise ValueError("methods must not be empty")
     for name in methods:
         _check_method(name)
-    if min_fmse > max_fmse:
-        raise ValueError(f"min_fmse must be <= max_fmse, got {min_fmse} > {max_fmse}")
 
     no_reference = np.zeros((1, 3), dtype=np.uint8)
     if not (mask > 0.5).any():
         return image.copy(), methods[int(rng.integers(len(methods)))], 0.0
 
-    best: tuple[np.ndarray, str, float] | None = None
-    best_distance = float("inf")
-    for _ in range(tries):
+    def draw() -> tuple[tuple[np.ndarray, str, float], float]:
         method = methods[int(rng.integers(len(methods)))]
         reference = no_reference if method in ("retouch", *LIGHT_METHODS) else references()
         composite = transfer(image, mask, reference, method, rng)
         fmse = foreground_mse(composite, image, mask)
-        distance = _distance_to_range(fmse, min_fmse, max_fmse)
-        if distance == 0.0:
-            return composite, method, fmse
-        if best is None or distance < best_distance:
-            best, best_distance = (composite, method, fmse), distance
-    assert best is not None
-    return best
+        return (composite, method, fmse), fmse
+
+    return _closest_draw(draw, tries, min_fmse, max_fmse)
