@@ -130,7 +130,7 @@ def test_training_options_beside_a_recipe_are_refused(tmp_path, tiny_train):
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nimage_size = 100\n', "multiple of 16"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ngate = true\nunroll = true\n', "--unroll needs --second-pass"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nnorm_levels = [5]\n', "norm-levels must lie"),
-    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nscene_light = 0.5\n', "--scene-light needs --relight"),
+    ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\nscene_light = 0.5\n', "scene_light needs relight"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\ndata = "elsewhere"\n', "command line"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[[stages]]\nname = "b"\naverage = ["a", "c"]\n', "averages"),
     ('name = "x"\nversion = 1\n[[stages]]\nname = "a"\nepochs = 1\n[inference]\ngate_bias = "low"\n', "gate_bias = 'low'"),

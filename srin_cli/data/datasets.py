@@ -172,7 +172,7 @@ class Recipe:
         if not 0 <= self.scene_light <= 1:
             raise ValueError(f"scene_light must lie in [0, 1], got {self.scene_light}")
         if self.scene_light and not self.relight:
-            raise ValueError("scene_light is a share of the re-lit pairs: it needs relight > 0")
+            raise ValueError("scene_light needs relight > 0 (it is a share of the re-lit pairs)")
 
 
 def _object_kinds(root: Path, names: list[str]) -> list[str | None]:

@@ -83,8 +83,6 @@ class TrainConfig:
             raise ValueError("--second-pass needs --gate (the second look is a gated model's)")
         if self.unroll and self.second_pass == 0:
             raise ValueError("--unroll needs --second-pass (it unrolls the second look)")
-        if self.scene_light and not self.relight:
-            raise ValueError("--scene-light needs --relight (it is a share of the re-lit pairs)")
         if self.distill_weight < 0:
             raise ValueError(f"--distill-weight must be 0 or more, got {self.distill_weight}")
         if (self.teacher is None) != (self.distill_weight == 0):
@@ -93,7 +91,16 @@ class TrainConfig:
             raise ValueError(f"--apply-size must be a multiple of 16 from --image-size to 1024, got {self.apply_size}")
         if self.apply_size is not None and self.second_pass > 0:
             raise ValueError("--apply-size and --second-pass do not go together")
+        self.data_recipe()  # the composites' shares, checked here too (a recipe's later stages before the first trains)
         return self
+
+    def data_recipe(self):
+        """The :class:`srin_cli.data.datasets.Recipe` of these options (ValueError for shares it refuses)."""
+        from ..data.datasets import Recipe
+
+        return Recipe(untouched=self.untouched, mild=self.mild, same_kind=self.same_kind, augment=self.augment,
+                      keep_chroma=self.keep_chroma, degrade=self.degrade, relight=self.relight,
+                      scene_light=self.scene_light)
 
     def data_roots(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)

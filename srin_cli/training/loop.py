@@ -64,13 +64,11 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, list[ValSet]]:
     """The training set (composites drawn on the fly) and the validation sets. Felzenszwalb without saved
     maps and without a fixed ``scale`` segments each training view at scales 100, 200 and 500; any other
     segmenter, or ``cfg.maps``, gives one map per photo that the views are cut from."""
-    from ..data.datasets import Recipe, open_training_set
+    from ..data.datasets import open_training_set
     from ..segmentation import create_segmenter
 
     # first: the Recipe checks the shares before a segmenter is loaded
-    recipe = Recipe(untouched=cfg.untouched, mild=cfg.mild, same_kind=cfg.same_kind, augment=cfg.augment,
-                    keep_chroma=cfg.keep_chroma, degrade=cfg.degrade, relight=cfg.relight,
-                    scene_light=cfg.scene_light)
+    recipe = cfg.data_recipe()
     segmenter = create_segmenter(cfg.segmenter, **cfg.segmenter_options)
     train_segmenters = [segmenter]
     if cfg.segmenter == DEFAULT_SEGMENTER and not cfg.maps and "scale" not in cfg.segmenter_options:
