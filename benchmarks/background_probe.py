@@ -20,6 +20,7 @@ from srin_cli.data.pairing import list_images
 from srin_cli.harmonizer import foreground_chroma
 
 SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_composites_diverse"
+VIEWS = ("as is", "grey background", "desaturated background")
 
 
 def backgrounds(image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -29,7 +30,7 @@ def backgrounds(image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     grey[bg] = 128
     flat = image.copy()
     flat[bg] = image[bg].mean(axis=1, keepdims=True).round().astype(np.uint8)
-    return {"as is": image, "grey background": grey, "desaturated background": flat}
+    return dict(zip(VIEWS, (image, grey, flat)))
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     model = api.load_model(args.model)
     paths = [p for p in list_images(SET / "composite_images") if not args.names or p.stem in args.names]
-    print("| composite | " + " | ".join(backgrounds(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1)))) + " |")
+    print("| composite | " + " | ".join(VIEWS) + " |")
     print("|---|---|---|---|")
     for path in paths:
         image = read_image(path)
